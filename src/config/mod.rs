@@ -1,0 +1,667 @@
+//! Configuration: the YAML file is parsed into `raw` structs, validated once into an immutable
+//! `Snapshot` (providers, catalog, groups, hashed keys, precomputed Envoy chains), and published
+//! through one `ArcSwap` so every request sees one consistent version. A file that fails
+//! validation never replaces the running snapshot.
+
+pub mod raw;
+
+
+use crate::auth::{KeyHash, Principal};
+use raw::RawConfig;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const DEFAULT_PROXY: &str = "127.0.0.1:8080";
+pub const DEFAULT_EXTPROC: &str = "127.0.0.1:50051";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:8081";
+const DEFAULT_MAX_BODY: u64 = 4 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 300_000;
+const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// Longest fallback chain Envoy is given; longer groups are cut (and linted).
+pub const MAX_CHAIN: usize = 6;
+
+// === Errors ===
+
+/// One validation problem: where it is in the file, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (fix: {})", self.path, self.message, self.fix)
+    }
+}
+
+/// Every problem found in one file, reported together.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {e}", self.file.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+fn err(path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    ConfigError { path: path.into(), message: message.into(), fix: fix.into() }
+}
+
+// === Secrets ===
+
+/// A provider credential. `Debug` never shows it, so it cannot leak through logs.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+// === Snapshot ===
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    OpenAiCompatible,
+    Anthropic,
+}
+
+impl ProviderKind {
+    pub fn wire(self) -> crate::translate::Wire {
+        match self {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => crate::translate::Wire::OpenAi,
+            ProviderKind::Anthropic => crate::translate::Wire::Anthropic,
+        }
+    }
+}
+
+/// Where a provider lives, split once so Envoy clusters and per-attempt paths need no parsing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash, e.g. `/v1`.
+    pub prefix: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("base_url '{url}' must start with http:// or https://"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                let port = p.parse::<u16>().map_err(|_| format!("bad port in base_url '{url}'"))?;
+                (h, port)
+            }
+            _ => (authority, if tls { 443 } else { 80 }),
+        };
+        if host.is_empty() {
+            return Err(format!("base_url '{url}' has no host"));
+        }
+        Ok(Endpoint {
+            tls,
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port,
+            prefix: path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The `:authority` sent upstream (port only when not the scheme's default).
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default { self.host.clone() } else { format!("{}:{}", self.host, self.port) }
+    }
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub id: String,
+    pub kind: ProviderKind,
+    pub endpoint: Endpoint,
+    pub secret: Secret,
+    pub default_max_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Pricing {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+impl Pricing {
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub provider: usize,
+    pub provider_model: String,
+    pub context_window: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    pub pricing: Pricing,
+    pub capabilities: Vec<String>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Fallback,
+    Weighted,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Fallback => "fallback",
+            Strategy::Weighted => "weighted",
+        }
+    }
+}
+
+/// One backend a request may be sent to: a provider and the model id it understands.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub provider: usize,
+    pub provider_model: String,
+    /// Catalog name, when the target is a catalog model (pricing, limits).
+    pub catalog: Option<String>,
+    pub pricing: Pricing,
+    pub max_output_tokens: Option<u64>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub target: Target,
+    pub timeout_ms: u64,
+    pub weight: u32,
+    pub tag: Option<String>,
+}
+
+/// A set of members chosen by a strategy: a model group, or a key's routes.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub strategy: Strategy,
+    pub session_affinity: bool,
+    pub members: Vec<Member>,
+}
+
+impl Group {
+    /// Every order in which the strategy may try the members. Routing picks one of these; the
+    /// Envoy bootstrap gets one cluster chain per distinct provider sequence among them, so the
+    /// two can never disagree.
+    pub fn orders(&self) -> Vec<Vec<usize>> {
+        let enabled: Vec<usize> =
+            (0..self.members.len()).filter(|&i| self.members[i].target.enabled).collect();
+        match self.strategy {
+            Strategy::Fallback => vec![enabled],
+            Strategy::Weighted => enabled
+                .iter()
+                .map(|&first| {
+                    let mut order = vec![first];
+                    order.extend(enabled.iter().copied().filter(|&i| i != first));
+                    order
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub request_timeout_ms: u64,
+    pub default_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub proxy: String,
+    pub extproc: String,
+    pub admin: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Records {
+    pub path: PathBuf,
+    pub ring: usize,
+}
+
+/// A validated, immutable configuration. Built once per file version; shared by `Arc`.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub listen: Listen,
+    pub limits: Limits,
+    pub records: Records,
+    pub providers: Vec<Provider>,
+    pub models: HashMap<String, Model>,
+    /// Catalog order, for listings.
+    pub model_order: Vec<String>,
+    pub groups: HashMap<String, Group>,
+    pub keys: HashMap<KeyHash, Arc<Principal>>,
+    pub redis_url: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Snapshot {
+    pub fn provider_index(&self, id: &str) -> Option<usize> {
+        self.providers.iter().position(|p| p.id == id)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Snapshot, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            file: path.to_path_buf(),
+            errors: vec![err("", format!("cannot read file: {e}"), "check the path and permissions")],
+        })?;
+        Self::from_yaml(&text, path)
+    }
+
+    pub fn from_yaml(text: &str, file: &Path) -> Result<Snapshot, ConfigErrors> {
+        let raw = raw::parse(text).map_err(|e| ConfigErrors {
+            file: file.to_path_buf(),
+            errors: vec![yaml_error(&e)],
+        })?;
+        Self::build(raw, file)
+    }
+
+    /// Validate everything, collecting all problems, then precompute lookup tables.
+    pub fn build(raw: RawConfig, file: &Path) -> Result<Snapshot, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let base_dir = file.parent().unwrap_or(Path::new("."));
+
+        let listen = Listen {
+            proxy: raw.listen.proxy.unwrap_or_else(|| DEFAULT_PROXY.into()),
+            extproc: raw.listen.extproc.unwrap_or_else(|| DEFAULT_EXTPROC.into()),
+            admin: raw.listen.admin.unwrap_or_else(|| DEFAULT_ADMIN.into()),
+        };
+        let limits = Limits {
+            max_body_bytes: raw.limits.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            request_timeout_ms: raw.limits.request_timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
+            default_timeout_ms: raw.limits.default_timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+        };
+        let records = Records {
+            path: raw
+                .records
+                .path
+                .map(|p| base_dir.join(p))
+                .unwrap_or_else(|| PathBuf::from("switchyard-requests.jsonl")),
+            ring: raw.records.ring.unwrap_or(10_000),
+        };
+
+        let providers = build_providers(raw.providers, base_dir, &mut errors, &mut warnings);
+        let provider_ix: HashMap<&str, usize> =
+            providers.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
+
+        let mut models = HashMap::new();
+        let mut model_order = Vec::new();
+        for (i, m) in raw.models.into_iter().enumerate() {
+            let path = format!("models[{i}]");
+            let Some(&provider) = provider_ix.get(m.provider.as_str()) else {
+                errors.push(err(
+                    format!("{path}.provider"),
+                    format!("unknown provider '{}' for model '{}'", m.provider, m.name),
+                    format!("add a provider with id '{}' under providers:, or use one of: {}", m.provider, known(provider_ix.keys())),
+                ));
+                continue;
+            };
+            let enabled = match m.status.as_deref() {
+                None | Some("enabled") => true,
+                Some("disabled") => false,
+                Some(other) => {
+                    errors.push(err(format!("{path}.status"), format!("unknown status '{other}'"), "use enabled or disabled"));
+                    true
+                }
+            };
+            if models.contains_key(&m.name) {
+                errors.push(err(format!("{path}.name"), format!("duplicate model name '{}'", m.name), "model names must be unique; remove or rename one"));
+                continue;
+            }
+            model_order.push(m.name.clone());
+            models.insert(
+                m.name.clone(),
+                Model {
+                    provider_model: m.provider_model.unwrap_or_else(|| m.name.clone()),
+                    name: m.name,
+                    provider,
+                    context_window: m.context_window,
+                    max_output_tokens: m.max_output_tokens,
+                    pricing: m.pricing.map(|p| Pricing { input_per_mtok: p.input_per_mtok, output_per_mtok: p.output_per_mtok }).unwrap_or_default(),
+                    capabilities: m.capabilities,
+                    enabled,
+                },
+            );
+        }
+
+        let resolve = |path: &str, model: &str, provider: Option<&str>, errors: &mut Vec<ConfigError>| -> Option<Target> {
+            if let Some(pid) = provider {
+                let Some(&p) = provider_ix.get(pid) else {
+                    errors.push(err(
+                        format!("{path}.provider"),
+                        format!("unknown provider '{pid}' in model group"),
+                        format!("add a provider with id '{pid}' under providers:, or use one of: {}", known(provider_ix.keys())),
+                    ));
+                    return None;
+                };
+                // A catalog entry for the same provider lends its pricing.
+                let cat = models.get(model).filter(|m| m.provider == p);
+                return Some(Target {
+                    provider: p,
+                    provider_model: cat.map_or_else(|| model.to_string(), |m| m.provider_model.clone()),
+                    catalog: cat.map(|m| m.name.clone()),
+                    pricing: cat.map(|m| m.pricing).unwrap_or_default(),
+                    max_output_tokens: cat.and_then(|m| m.max_output_tokens),
+                    enabled: cat.is_none_or(|m| m.enabled),
+                });
+            }
+            match models.get(model) {
+                Some(m) => Some(target_of(m)),
+                None => {
+                    errors.push(err(
+                        format!("{path}.model"),
+                        format!("unknown model '{model}'"),
+                        "add it to models: (the catalog), or give the entry a provider:",
+                    ));
+                    None
+                }
+            }
+        };
+
+        let mut groups = HashMap::new();
+        for (gi, g) in raw.model_groups.into_iter().enumerate() {
+            let path = format!("model_groups[{gi}]");
+            if groups.contains_key(&g.name) {
+                errors.push(err(format!("{path}.name"), format!("duplicate model group name '{}'", g.name), "group names must be unique; rename or merge the groups"));
+                continue;
+            }
+            if models.contains_key(&g.name) {
+                warnings.push(format!("{path}.name: group '{}' shadows the catalog model of the same name", g.name));
+            }
+            let strategy = match g.strategy.as_deref() {
+                None | Some("fallback") => Strategy::Fallback,
+                Some("weighted") => Strategy::Weighted,
+                Some(s @ ("lowest_cost" | "least_latency" | "cost" | "intelligent")) => {
+                    errors.push(err(format!("{path}.strategy"), format!("strategy '{s}' is not available in this build"), "use fallback or weighted"));
+                    Strategy::Fallback
+                }
+                Some(s) => {
+                    errors.push(err(format!("{path}.strategy"), format!("unknown strategy '{s}'"), "use fallback or weighted"));
+                    Strategy::Fallback
+                }
+            };
+            if g.models.is_empty() {
+                errors.push(err(format!("{path}.models"), format!("model group '{}' has no models", g.name), "list at least one model"));
+            }
+            if g.models.len() > MAX_CHAIN {
+                errors.push(err(format!("{path}.models"), format!("model group '{}' has {} models; at most {MAX_CHAIN} are supported", g.name, g.models.len()), "split the group"));
+            }
+            let mut members = Vec::new();
+            for (mi, m) in g.models.iter().enumerate() {
+                let mpath = format!("{path}.models[{mi}]");
+                if let Some(target) = resolve(&mpath, &m.model, m.provider.as_deref(), &mut errors) {
+                    members.push(Member {
+                        target,
+                        timeout_ms: m.timeout_ms.unwrap_or(limits.default_timeout_ms),
+                        weight: m.weight.unwrap_or(0),
+                        tag: m.tag.clone(),
+                    });
+                }
+            }
+            if strategy == Strategy::Weighted {
+                let given = g.models.iter().filter(|m| m.weight.is_some()).count();
+                let sum: u64 = g.models.iter().filter_map(|m| m.weight).map(u64::from).sum();
+                if given == 0 {
+                    // No weights: an even split.
+                    members.iter_mut().for_each(|m| m.weight = 1);
+                } else if given != g.models.len() || sum != 100 {
+                    errors.push(err(
+                        format!("{path}.models"),
+                        format!("weights must sum to 100 (group '{}' sums to {sum} over {given} of {} models)", g.name, g.models.len()),
+                        "give every model a weight and make them add up to 100",
+                    ));
+                }
+            }
+            groups.insert(g.name.clone(), Group { name: g.name, strategy, session_affinity: g.session_affinity, members });
+        }
+
+        let mut keys = HashMap::new();
+        for (ki, k) in raw.keys.into_iter().enumerate() {
+            let path = format!("keys[{ki}]");
+            let hash = match KeyHash::parse(&k.hash) {
+                Ok(h) => h,
+                Err(e) => {
+                    errors.push(err(format!("{path}.hash"), e, "use `switchyard keys create --name NAME` and paste the printed hash (sha256:<64 hex>)"));
+                    continue;
+                }
+            };
+            let routing = k.routing.and_then(|r| {
+                build_key_routing(&format!("{path}.routing"), &k.name, r, &limits, &resolve, &mut errors, &mut warnings)
+            });
+            if let Some(rl) = &k.rate_limit
+                && (rl.total_tokens_per_hour | rl.input_tokens_per_hour | rl.output_tokens_per_hour) != 0
+            {
+                warnings.push(format!("{path}.rate_limit: token limits are parsed but not enforced by this build"));
+            }
+            if keys.insert(hash, Arc::new(Principal { id: hash.short_id(), name: k.name.clone(), allowed_models: k.allowed_models, routing })).is_some() {
+                errors.push(err(format!("{path}.hash"), format!("key '{}' has the same hash as another key", k.name), "every key needs its own secret; create a new one"));
+            }
+        }
+
+        if !errors.is_empty() {
+            return Err(ConfigErrors { file: file.to_path_buf(), errors });
+        }
+        Ok(Snapshot { listen, limits, records, providers, models, model_order, groups, keys, redis_url: raw.store.redis_url, warnings })
+    }
+
+    /// Every group-like routing table in the config: model groups and active key routes.
+    pub fn all_groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values().chain(self.keys.values().filter_map(|k| k.routing.as_ref()).map(|r| &r.group))
+    }
+
+    /// Provider sequences Envoy needs a cluster chain for, derived from the same `orders` the
+    /// router picks from.
+    pub fn chains(&self) -> BTreeSet<Vec<usize>> {
+        let mut out = BTreeSet::new();
+        for p in 0..self.providers.len() {
+            out.insert(vec![p]);
+        }
+        for g in self.all_groups() {
+            for order in g.orders() {
+                let seq: Vec<usize> = order.iter().map(|&i| g.members[i].target.provider).take(MAX_CHAIN).collect();
+                if !seq.is_empty() {
+                    out.insert(seq);
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn target_of(m: &Model) -> Target {
+    Target {
+        provider: m.provider,
+        provider_model: m.provider_model.clone(),
+        catalog: Some(m.name.clone()),
+        pricing: m.pricing,
+        max_output_tokens: m.max_output_tokens,
+        enabled: m.enabled,
+    }
+}
+
+/// A key's own routing configuration (seed 000). Routes with a `name` answer only requests for
+/// that logical model; unnamed routes answer any model.
+#[derive(Debug, Clone)]
+pub struct KeyRouting {
+    pub active: bool,
+    pub group: Group,
+    /// Logical name per member (parallel to `group.members`).
+    pub names: Vec<Option<String>>,
+}
+
+fn build_key_routing(
+    path: &str,
+    key_name: &str,
+    r: raw::RawRouting,
+    limits: &Limits,
+    resolve: &dyn Fn(&str, &str, Option<&str>, &mut Vec<ConfigError>) -> Option<Target>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Option<KeyRouting> {
+    let strategy = match r.strategy.as_deref() {
+        None | Some("fallback") => Strategy::Fallback,
+        Some("traffic_split") => Strategy::Weighted,
+        Some("rules") => {
+            warnings.push(format!("{path}.strategy: rules are not evaluated by this build; routes are used in priority order"));
+            Strategy::Fallback
+        }
+        Some(s) => {
+            errors.push(err(format!("{path}.strategy"), format!("unknown strategy '{s}'"), "use fallback, traffic_split or rules"));
+            return None;
+        }
+    };
+    if !r.rules.is_empty() {
+        warnings.push(format!("{path}.rules: rules are not evaluated by this build"));
+    }
+    if r.active && r.routes.is_empty() {
+        errors.push(err(format!("{path}.routes"), format!("active routing for key '{key_name}' has no routes"), "add routes, or set active: false"));
+    }
+    let mut routes: Vec<(u32, usize, &raw::RawRoute)> =
+        r.routes.iter().enumerate().map(|(i, rt)| (rt.priority.unwrap_or(i as u32), i, rt)).collect();
+    routes.sort_by_key(|(p, i, _)| (*p, *i));
+    let mut members = Vec::new();
+    let mut names = Vec::new();
+    for (_, i, rt) in routes {
+        if let Some(target) = resolve(&format!("{path}.routes[{i}]"), &rt.model, None, errors) {
+            members.push(Member {
+                target,
+                timeout_ms: rt.timeout_ms.unwrap_or(limits.default_timeout_ms),
+                weight: rt.weight.unwrap_or(1),
+                tag: None,
+            });
+            names.push(rt.name.clone());
+        }
+    }
+    Some(KeyRouting {
+        active: r.active,
+        group: Group { name: format!("key:{key_name}"), strategy, session_affinity: false, members },
+        names,
+    })
+}
+
+fn build_providers(raw: Vec<raw::RawProvider>, base_dir: &Path, errors: &mut Vec<ConfigError>, warnings: &mut Vec<String>) -> Vec<Provider> {
+    let mut out: Vec<Provider> = Vec::new();
+    for (i, p) in raw.into_iter().enumerate() {
+        let path = format!("providers[{i}]");
+        if out.iter().any(|q| q.id == p.id) {
+            errors.push(err(format!("{path}.id"), format!("duplicate provider id '{}'", p.id), "provider ids must be unique"));
+            continue;
+        }
+        if p.id.is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            errors.push(err(format!("{path}.id"), format!("provider id '{}' must be letters, digits, '-' or '_'", p.id), "rename the provider"));
+            continue;
+        }
+        let kind = match p.kind.as_str() {
+            "openai" => ProviderKind::OpenAi,
+            "openai_compatible" => ProviderKind::OpenAiCompatible,
+            "anthropic" => ProviderKind::Anthropic,
+            k @ ("azure_openai" | "gemini" | "vertex" | "bedrock" | "cohere") => {
+                errors.push(err(format!("{path}.kind"), format!("provider kind '{k}' is not available in this build"), "use openai, openai_compatible or anthropic"));
+                continue;
+            }
+            k => {
+                errors.push(err(format!("{path}.kind"), format!("unknown provider kind '{k}'"), "use one of: openai, azure_openai, anthropic, gemini, vertex, bedrock, openai_compatible, cohere"));
+                continue;
+            }
+        };
+        let endpoint = match Endpoint::parse(&p.base_url) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(err(format!("{path}.base_url"), e, "write the full URL, e.g. https://api.openai.com/v1"));
+                continue;
+            }
+        };
+        let secret = match (&p.secret_key_ref, kind) {
+            (None, ProviderKind::OpenAiCompatible) => Secret::default(),
+            (None, _) => {
+                errors.push(err(format!("{path}.secret_key_ref"), format!("missing secret_key_ref for provider '{}'", p.id), "add secret_key_ref: { env: NAME_OF_ENV_VAR } holding the provider's API key"));
+                continue;
+            }
+            (Some(r), _) => match (&r.env, &r.file) {
+                (Some(var), None) => match std::env::var(var) {
+                    Ok(v) => Secret(v.trim().to_string()),
+                    Err(_) => {
+                        warnings.push(format!("{path}.secret_key_ref: environment variable {var} is not set; requests to '{}' will be sent without credentials", p.id));
+                        Secret::default()
+                    }
+                },
+                (None, Some(f)) => match std::fs::read_to_string(base_dir.join(f)) {
+                    Ok(v) => Secret(v.trim().to_string()),
+                    Err(e) => {
+                        errors.push(err(format!("{path}.secret_key_ref.file"), format!("cannot read secret file '{f}': {e}"), "point file: at a readable file holding only the key"));
+                        continue;
+                    }
+                },
+                _ => {
+                    errors.push(err(format!("{path}.secret_key_ref"), "secret_key_ref needs exactly one of env or file", "write secret_key_ref: { env: VAR } or { file: PATH }"));
+                    continue;
+                }
+            },
+        };
+        out.push(Provider { id: p.id, kind, endpoint, secret, default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) });
+    }
+    out
+}
+
+fn known<'a>(ids: impl Iterator<Item = &'a &'a str>) -> String {
+    let mut v: Vec<&str> = ids.copied().collect();
+    v.sort_unstable();
+    if v.is_empty() { "(none defined)".into() } else { v.join(", ") }
+}
+
+fn yaml_error(e: &serde_yaml::Error) -> ConfigError {
+    let path = e.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
+    err(path, e.to_string(), "correct the YAML at that position (see the SPEC's config section for field names)")
+}

@@ -1,0 +1,181 @@
+//! The config file as written: plain serde structs with `deny_unknown_fields`, so a typo is an
+//! error that names the field instead of a setting silently ignored. Nothing here is validated;
+//! `Snapshot::build` does that once.
+
+use serde::Deserialize;
+
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listen: RawListen,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub records: RawRecords,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub model_groups: Vec<RawGroup>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub proxy: Option<String>,
+    pub extproc: Option<String>,
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest request body accepted; bigger bodies get 413.
+    pub max_body_bytes: Option<u64>,
+    /// Overall time budget for one request across all attempts.
+    pub request_timeout_ms: Option<u64>,
+    /// Per-attempt timeout when a model entry sets none.
+    pub default_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecords {
+    /// JSON-lines file every request record is appended to.
+    pub path: Option<String>,
+    /// How many recent records the processor keeps in memory.
+    pub ring: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub id: String,
+    pub kind: String,
+    pub base_url: String,
+    pub secret_key_ref: Option<RawSecretRef>,
+    /// `max_tokens` injected for providers that require it (Anthropic) when the client sent none
+    /// and the catalog has no `max_output_tokens` for the model.
+    pub default_max_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretRef {
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub name: String,
+    pub provider: String,
+    /// The provider's own identifier, when it differs from `name`.
+    pub provider_model: Option<String>,
+    pub context_window: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    pub pricing: Option<RawPricing>,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    #[serde(default)]
+    pub output_per_mtok: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub name: String,
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub session_affinity: bool,
+    pub budget_per_request_usd: Option<f64>,
+    #[serde(default)]
+    pub models: Vec<RawGroupMember>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroupMember {
+    pub model: String,
+    /// Optional: pin the member to a provider (a model id the catalog may not list).
+    pub provider: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub weight: Option<u32>,
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub name: String,
+    pub hash: String,
+    pub rate_limit: Option<RawRateLimit>,
+    /// Models (or group names) the key may use; absent = all.
+    pub allowed_models: Option<Vec<String>>,
+    pub routing: Option<RawRouting>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    #[serde(default)]
+    pub total_tokens_per_hour: u64,
+    #[serde(default)]
+    pub input_tokens_per_hour: u64,
+    #[serde(default)]
+    pub output_tokens_per_hour: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    #[serde(default)]
+    pub active: bool,
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Rule conditions are kept as written; the rules engine interprets them.
+    #[serde(default)]
+    pub rules: Vec<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<String>,
+    pub model: String,
+    pub priority: Option<u32>,
+    pub weight: Option<u32>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub redis_url: Option<String>,
+}
+
+/// Parse YAML into the raw config; serde's message already names the line and field.
+pub fn parse(text: &str) -> Result<RawConfig, serde_yaml::Error> {
+    if text.trim().is_empty() {
+        return Ok(RawConfig::default());
+    }
+    serde_yaml::from_str(text)
+}
+

@@ -1,0 +1,221 @@
+//! The listener-side exchange: one per client request.
+//!
+//! - request headers: classify the endpoint, authenticate, strip client-sent internal headers,
+//!   reject early (401/404/405/413) before any body is read;
+//! - request body (buffered): parse once, route, name the cluster chain, set retry budget and
+//!   per-try timeout for Envoy; the body itself is left as sent (attempts translate it);
+//! - response headers: add the `x-switchyard-*` headers the client sees.
+
+use super::state::RequestState;
+use super::{Exchange, Mutation, Replies, Shared, header, header_names, immediate, request_body_reply, request_headers_reply, response_headers_reply};
+use crate::auth::{KeyHash, presented_key};
+use crate::envoy::{CLUSTER_HEADER, chain_cluster};
+use crate::errors::Rejection;
+use crate::routing::{RequestAttrs, plan};
+use crate::translate::Inbound;
+use envoy_types::pb::envoy::service::ext_proc::v3 as pb;
+use pb::processing_request::Request as Msg;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const REQUEST_ID: &str = "x-switchyard-request-id";
+
+pub struct DownstreamExchange {
+    shared: Arc<Shared>,
+    state: Option<Arc<RequestState>>,
+    /// Body bytes seen so far, for requests without content-length.
+    body_len: u64,
+}
+
+impl DownstreamExchange {
+    pub fn new(shared: Arc<Shared>) -> DownstreamExchange {
+        DownstreamExchange { shared, state: None, body_len: 0 }
+    }
+
+    fn reject(&self, state: &RequestState, r: Rejection) -> Replies {
+        let mut m = Mutation::default();
+        m.set("content-type", "application/json");
+        m.set(REQUEST_ID, state.id.clone());
+        let body = r.body();
+        let status = r.status;
+        state.lock().rejection = Some(r);
+        vec![immediate(status, body, m)]
+    }
+
+    fn on_request_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
+        let state = Arc::new(RequestState::new(self.shared.next_request_id(), self.shared.sink.clone()));
+        self.state = Some(state.clone());
+        let snap = self.shared.live.load_full();
+
+        let method = header(h, ":method").unwrap_or("");
+        let full_path = header(h, ":path").unwrap_or("/");
+        let path = full_path.split('?').next().unwrap_or("/");
+        state.lock().endpoint = path.to_string();
+        let inbound = match path {
+            "/v1/chat/completions" | "/chat/completions" => Some(Inbound::ChatCompletions),
+            "/v1/embeddings" | "/embeddings" => Some(Inbound::Embeddings),
+            "/v1/models" | "/models" => None,
+            _ => return self.reject(&state, Rejection::not_found_path(path)),
+        };
+        let expected = if inbound.is_some() { "POST" } else { "GET" };
+        if method != expected {
+            return self.reject(&state, Rejection::method_not_allowed(method, path));
+        }
+
+        let Some(key) = presented_key(header(h, "authorization"), header(h, "x-api-key")) else {
+            return self.reject(&state, Rejection::missing_key());
+        };
+        let Some(principal) = snap.keys.get(&KeyHash::of(key)).cloned() else {
+            return self.reject(&state, Rejection::unknown_key());
+        };
+        {
+            let mut inner = state.lock();
+            inner.key = Some(principal.clone());
+            inner.inbound = inbound;
+            inner.session_id = header(h, "x-session-id").map(str::to_string);
+        }
+
+        let Some(_) = inbound else {
+            return self.list_models(&state, &snap, &principal);
+        };
+        if let Some(len) = header(h, "content-length").and_then(|v| v.parse::<u64>().ok())
+            && len > snap.limits.max_body_bytes
+        {
+            return self.reject(&state, Rejection::too_large(snap.limits.max_body_bytes));
+        }
+        if h.end_of_stream {
+            return self.reject(&state, Rejection::malformed("A JSON request body is required"));
+        }
+        self.shared.registry.insert(&state);
+
+        // The client's key and anything that could steer routing never travel further.
+        let mut m = Mutation::default();
+        for name in header_names(h) {
+            if name.starts_with("x-switchyard-") || name.starts_with("x-envoy-") {
+                m.remove(name);
+            }
+        }
+        m.remove("authorization");
+        m.remove("x-api-key");
+        m.set(REQUEST_ID, state.id.clone());
+        vec![request_headers_reply(m)]
+    }
+
+    fn list_models(&self, state: &RequestState, snap: &crate::config::Snapshot, key: &crate::auth::Principal) -> Replies {
+        let mut data = Vec::new();
+        for name in &snap.model_order {
+            let m = &snap.models[name];
+            if m.enabled && key.may_use(name) {
+                data.push(serde_json::json!({ "id": name, "object": "model", "created": 0, "owned_by": snap.providers[m.provider].id }));
+            }
+        }
+        let mut groups: Vec<&String> = snap.groups.keys().filter(|g| key.may_use(g)).collect();
+        groups.sort();
+        for g in groups {
+            data.push(serde_json::json!({ "id": g, "object": "model", "created": 0, "owned_by": "switchyard" }));
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "object": "list", "data": data })).unwrap_or_default();
+        let mut m = Mutation::default();
+        m.set("content-type", "application/json");
+        m.set(REQUEST_ID, state.id.clone());
+        state.lock().client_status = Some(200);
+        vec![immediate(200, body, m)]
+    }
+
+    fn on_request_body(&mut self, b: &pb::HttpBody) -> Replies {
+        let Some(state) = self.state.clone() else { return vec![request_body_reply(Mutation::default(), None, false)] };
+        let snap = self.shared.live.load_full();
+        self.body_len += b.body.len() as u64;
+        if self.body_len > snap.limits.max_body_bytes {
+            return self.reject(&state, Rejection::too_large(snap.limits.max_body_bytes));
+        }
+        let body: serde_json::Value = match serde_json::from_slice(&b.body) {
+            Ok(v) => v,
+            Err(e) => return self.reject(&state, Rejection::malformed(format!("Could not parse the JSON body: {e}"))),
+        };
+        if !body.is_object() {
+            return self.reject(&state, Rejection::malformed("The request body must be a JSON object"));
+        }
+        let model = match body.get("model") {
+            Some(serde_json::Value::String(m)) if !m.is_empty() => m.clone(),
+            Some(_) => return self.reject(&state, Rejection::malformed("`model` must be a non-empty string").with_param(Some("model".into()))),
+            None => return self.reject(&state, Rejection::malformed("`model` is required").with_param(Some("model".into()))),
+        };
+        let stream = match body.get("stream") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(s)) => *s,
+            Some(_) => return self.reject(&state, Rejection::malformed("`stream` must be a boolean").with_param(Some("stream".into()))),
+        };
+        let wants_usage = body.pointer("/stream_options/include_usage").and_then(|v| v.as_bool()).unwrap_or(false);
+
+        let (key, session) = {
+            let mut inner = state.lock();
+            inner.requested_model = Some(model.clone());
+            inner.stream = stream;
+            inner.client_wants_usage = wants_usage;
+            (inner.key.clone(), inner.session_id.clone())
+        };
+        let Some(key) = key else { return self.reject(&state, Rejection::unknown_key()) };
+        let attrs = RequestAttrs { model: &model, session_id: session.as_deref() };
+        let plan = match plan(&snap, &key, &attrs, rand::random()) {
+            Ok(p) => p,
+            Err(e) => return self.reject(&state, Rejection::from(&e)),
+        };
+
+        let mut m = Mutation::default();
+        m.set(CLUSTER_HEADER, chain_cluster(&snap, &plan.providers()));
+        m.set("x-envoy-max-retries", (plan.attempts.len() - 1).to_string());
+        m.set("x-envoy-upstream-rq-per-try-timeout-ms", plan.attempts[0].timeout_ms.to_string());
+        {
+            let mut inner = state.lock();
+            inner.plan = Some(plan);
+            inner.snapshot = Some(snap);
+            inner.body = Some(Arc::new(body));
+        }
+        vec![request_body_reply(m, None, true)]
+    }
+
+    fn on_response_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
+        let Some(state) = self.state.clone() else { return vec![response_headers_reply(Mutation::default())] };
+        let status = header(h, ":status").and_then(|s| s.parse::<u16>().ok());
+        let mut m = Mutation::default();
+        m.set(REQUEST_ID, state.id.clone());
+        {
+            let mut inner = state.lock();
+            inner.client_status = status;
+            if let Some(w) = inner.attempts.iter().rev().find(|a| a.committed) {
+                m.set("x-switchyard-provider", w.provider.clone());
+                m.set("x-switchyard-resolved-model", w.model.clone());
+            }
+            m.set("x-switchyard-fallbacks", inner.attempts.len().saturating_sub(1).to_string());
+        }
+        m.set("x-switchyard-overhead-ms", format!("{:.3}", state.overhead_ms()));
+        vec![response_headers_reply(m)]
+    }
+}
+
+impl Exchange for DownstreamExchange {
+    fn on_message(&mut self, msg: Msg) -> Replies {
+        let t = Instant::now();
+        let out = match &msg {
+            Msg::RequestHeaders(h) => self.on_request_headers(h),
+            Msg::RequestBody(b) => self.on_request_body(b),
+            Msg::ResponseHeaders(h) => self.on_response_headers(h),
+            // Not requested by the downstream processing mode; answer so Envoy never waits.
+            Msg::ResponseBody(_) => vec![super::response_body_reply(None)],
+            Msg::RequestTrailers(_) | Msg::ResponseTrailers(_) => vec![],
+        };
+        if let Some(s) = &self.state {
+            s.add_overhead(t.elapsed());
+        }
+        out
+    }
+}
+
+impl Drop for DownstreamExchange {
+    fn drop(&mut self) {
+        if let Some(s) = &self.state {
+            self.shared.registry.remove(&s.id);
+        }
+    }
+}

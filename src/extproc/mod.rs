@@ -1,0 +1,211 @@
+//! The tonic adapter for `envoy.service.ext_proc.v3.ExternalProcessor`.
+//!
+//! Envoy opens one gRPC stream per HTTP request per filter instance. Two filter instances talk
+//! to us:
+//! - the *downstream* filter on the listener (no initial metadata): authenticates, parses the
+//!   body once, routes, and names the Envoy cluster chain (`downstream.rs`);
+//! - the *upstream* filter on each provider cluster (metadata `x-switchyard-provider` and
+//!   `x-switchyard-slot`): runs once per attempt, so every retry Envoy makes is re-translated for
+//!   the provider it actually reaches (`upstream.rs`).
+//!
+//! Each stream is one task handling one message at a time; handlers are synchronous (no I/O),
+//! so no lock is ever held across an await.
+
+pub mod downstream;
+pub mod state;
+pub mod upstream;
+
+use crate::config::Snapshot;
+use crate::envoy::{META_PROVIDER, META_SLOT};
+use crate::record::RecordSink;
+use arc_swap::ArcSwap;
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::envoy::service::ext_proc::v3 as pb;
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{ExternalProcessor, ExternalProcessorServer};
+use pb::{ProcessingRequest, ProcessingResponse};
+use state::Registry;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// What every exchange needs: the live config, the registry of in-flight requests, the sink.
+pub struct Shared {
+    pub live: Arc<ArcSwap<Snapshot>>,
+    pub registry: Registry,
+    pub sink: RecordSink,
+    pub streams: AtomicU64,
+    id_prefix: u64,
+    id_counter: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(live: Arc<ArcSwap<Snapshot>>, sink: RecordSink) -> Shared {
+        Shared {
+            live,
+            registry: Registry::default(),
+            sink,
+            streams: AtomicU64::new(0),
+            id_prefix: rand::random::<u64>(),
+            id_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// Unique without coordination: a random per-process prefix and a counter.
+    pub fn next_request_id(&self) -> String {
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        format!("req_{:012x}{:08x}", self.id_prefix & 0xffff_ffff_ffff, n as u32)
+    }
+}
+
+#[derive(Clone)]
+pub struct Processor {
+    shared: Arc<Shared>,
+}
+
+impl Processor {
+    pub fn new(shared: Arc<Shared>) -> Processor {
+        Processor { shared }
+    }
+
+    pub fn into_service(self) -> ExternalProcessorServer<Processor> {
+        ExternalProcessorServer::new(self).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20)
+    }
+}
+
+/// A handler reply: usually one message, sometimes several (held headers released together
+/// with the body chunks queued behind them), sometimes none yet (a chunk held back).
+pub type Replies = Vec<ProcessingResponse>;
+
+/// One ext_proc stream's logic, fed one message at a time.
+pub trait Exchange: Send + 'static {
+    fn on_message(&mut self, msg: pb::processing_request::Request) -> Replies;
+}
+
+type ResponseStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExternalProcessor for Processor {
+    type ProcessStream = ResponseStream;
+
+    async fn process(&self, request: Request<Streaming<ProcessingRequest>>) -> Result<Response<Self::ProcessStream>, Status> {
+        let meta = request.metadata();
+        let provider = meta.get(META_PROVIDER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let slot = meta.get(META_SLOT).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let shared = self.shared.clone();
+        let mut exchange: Box<dyn Exchange> = match provider {
+            Some(p) => Box::new(upstream::UpstreamExchange::new(shared.clone(), p, slot)),
+            None => Box::new(downstream::DownstreamExchange::new(shared.clone())),
+        };
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            shared.streams.fetch_add(1, Ordering::Relaxed);
+            while let Ok(Some(msg)) = inbound.message().await {
+                let Some(req) = msg.request else { continue };
+                for reply in exchange.on_message(req) {
+                    if tx.send(Ok(reply)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            shared.streams.fetch_sub(1, Ordering::Relaxed);
+            // Dropping the exchange releases its hold on the request state (may write the record).
+            drop(exchange);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+// === helpers shared by both exchanges ===
+
+pub fn header<'a>(h: &'a pb::HttpHeaders, name: &str) -> Option<&'a str> {
+    h.headers.as_ref()?.headers.iter().find(|v| v.key == name).and_then(|v| {
+        if v.raw_value.is_empty() { Some(v.value.as_str()) } else { std::str::from_utf8(&v.raw_value).ok() }
+    })
+}
+
+pub fn header_names(h: &pb::HttpHeaders) -> impl Iterator<Item = &str> {
+    h.headers.iter().flat_map(|m| m.headers.iter()).map(|v| v.key.as_str())
+}
+
+#[allow(deprecated)] // `append` is deprecated in favour of `append_action`, which we set.
+pub fn set(key: &str, value: impl Into<String>) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue { key: key.to_string(), value: String::new(), raw_value: value.into().into_bytes() }),
+        append: None,
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        keep_empty_value: false,
+    }
+}
+
+#[derive(Default)]
+pub struct Mutation {
+    pub set: Vec<HeaderValueOption>,
+    pub remove: Vec<String>,
+}
+
+impl Mutation {
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.set.push(set(key, value));
+    }
+    pub fn remove(&mut self, key: impl Into<String>) {
+        self.remove.push(key.into());
+    }
+    fn into_pb(self) -> Option<pb::HeaderMutation> {
+        if self.set.is_empty() && self.remove.is_empty() {
+            None
+        } else {
+            Some(pb::HeaderMutation { set_headers: self.set, remove_headers: self.remove })
+        }
+    }
+}
+
+fn common(m: Mutation, body: Option<pb::body_mutation::Mutation>, clear_route_cache: bool) -> pb::CommonResponse {
+    pb::CommonResponse {
+        header_mutation: m.into_pb(),
+        body_mutation: body.map(|b| pb::BodyMutation { mutation: Some(b) }),
+        clear_route_cache,
+        ..Default::default()
+    }
+}
+
+pub fn request_headers_reply(m: Mutation) -> ProcessingResponse {
+    reply(pb::processing_response::Response::RequestHeaders(pb::HeadersResponse { response: Some(common(m, None, false)) }))
+}
+
+pub fn request_body_reply(m: Mutation, body: Option<Vec<u8>>, clear_route_cache: bool) -> ProcessingResponse {
+    let body = body.map(pb::body_mutation::Mutation::Body);
+    reply(pb::processing_response::Response::RequestBody(pb::BodyResponse { response: Some(common(m, body, clear_route_cache)) }))
+}
+
+pub fn response_headers_reply(m: Mutation) -> ProcessingResponse {
+    reply(pb::processing_response::Response::ResponseHeaders(pb::HeadersResponse { response: Some(common(m, None, false)) }))
+}
+
+/// Replace one streamed response chunk (`None` = pass it through unchanged).
+pub fn response_body_reply(body: Option<Vec<u8>>) -> ProcessingResponse {
+    let mutation = body.map(|b| if b.is_empty() { pb::body_mutation::Mutation::ClearBody(true) } else { pb::body_mutation::Mutation::Body(b) });
+    reply(pb::processing_response::Response::ResponseBody(pb::BodyResponse { response: Some(common(Mutation::default(), mutation, false)) }))
+}
+
+pub fn immediate(status: u16, body: Vec<u8>, m: Mutation) -> ProcessingResponse {
+    reply(pb::processing_response::Response::ImmediateResponse(pb::ImmediateResponse {
+        status: Some(HttpStatus { code: i32::from(status) }),
+        headers: m.into_pb(),
+        body,
+        grpc_status: None,
+        details: "switchyard".into(),
+    }))
+}
+
+fn reply(r: pb::processing_response::Response) -> ProcessingResponse {
+    ProcessingResponse { response: Some(r), ..Default::default() }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

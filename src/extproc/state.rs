@@ -1,0 +1,185 @@
+//! Per-request state shared by the downstream exchange and every upstream attempt exchange of
+//! the same request (they meet through the registry by request id: the pair runs in one
+//! process). The record is written when the last holder lets go (`Drop`), so a request that is
+//! rejected, cancelled, cut off or completes always yields exactly one record.
+
+use crate::auth::Principal;
+use crate::config::Snapshot;
+use crate::errors::Rejection;
+use crate::record::{AttemptRecord, Record, RecordSink};
+use crate::routing::Plan;
+use crate::translate::{Inbound, Usage};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug, Clone)]
+pub struct AttemptState {
+    pub position: usize,
+    pub provider: String,
+    pub model: String,
+    pub started: Instant,
+    pub ended: Option<Instant>,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// The response of this attempt was released to the client.
+    pub committed: bool,
+}
+
+/// What the downstream phase learned and the attempts reported.
+#[derive(Default)]
+pub struct Inner {
+    pub key: Option<Arc<Principal>>,
+    pub endpoint: String,
+    pub inbound: Option<Inbound>,
+    pub requested_model: Option<String>,
+    pub session_id: Option<String>,
+    pub stream: bool,
+    pub client_wants_usage: bool,
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub body: Option<Arc<serde_json::Value>>,
+    pub plan: Option<Plan>,
+    pub attempts: Vec<AttemptState>,
+    pub rejection: Option<Rejection>,
+    pub client_status: Option<u16>,
+    pub usage: Usage,
+    pub first_token: Option<Instant>,
+    pub finished: Option<Instant>,
+    /// Set when a committed response failed after it started (a stream cut mid-way).
+    pub failure: Option<String>,
+}
+
+pub struct RequestState {
+    pub id: String,
+    started: Instant,
+    ts: SystemTime,
+    overhead_ns: AtomicU64,
+    inner: Mutex<Inner>,
+    sink: RecordSink,
+}
+
+impl RequestState {
+    pub fn new(id: String, sink: RecordSink) -> RequestState {
+        RequestState {
+            id,
+            started: Instant::now(),
+            ts: SystemTime::now(),
+            overhead_ns: AtomicU64::new(0),
+            inner: Mutex::new(Inner::default()),
+            sink,
+        }
+    }
+
+    /// Short critical sections only; never held across an await.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub fn add_overhead(&self, d: Duration) {
+        self.overhead_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn overhead_ms(&self) -> f64 {
+        self.overhead_ns.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    fn to_record(&self) -> Record {
+        let inner = self.lock();
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let end = inner.finished.unwrap_or_else(Instant::now);
+        let winner = inner.attempts.iter().rev().find(|a| a.committed);
+        let status = inner.rejection.as_ref().map(|r| r.status).or(inner.client_status).unwrap_or(499);
+        let (outcome, error) = if let Some(r) = &inner.rejection {
+            (r.code.to_string(), Some(r.message.clone()))
+        } else if let Some(f) = &inner.failure {
+            ("stream_interrupted".to_string(), Some(f.clone()))
+        } else if inner.client_status.is_none() {
+            ("client_cancelled".to_string(), Some("client went away before a response".into()))
+        } else if status >= 400 {
+            let last = inner.attempts.last().and_then(|a| a.error.clone());
+            (if status == 504 { "timeout" } else { "error" }.to_string(), last.or(Some(format!("status {status}"))))
+        } else {
+            ("ok".to_string(), None)
+        };
+        let pricing = winner.and_then(|w| inner.plan.as_ref().and_then(|p| p.attempts.get(w.position))).map(|a| a.target.pricing);
+        let cost = pricing.map_or(0.0, |p| p.cost(inner.usage.input_tokens, inner.usage.output_tokens));
+        let tags = winner
+            .and_then(|w| inner.plan.as_ref().and_then(|p| p.attempts.get(w.position)))
+            .and_then(|a| a.tag.clone())
+            .into_iter()
+            .collect();
+        let ts = time::OffsetDateTime::from(self.ts).format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        Record {
+            id: self.id.clone(),
+            ts,
+            key_id: inner.key.as_ref().map(|k| k.id.clone()),
+            key_name: inner.key.as_ref().map(|k| k.name.clone()),
+            endpoint: inner.endpoint.clone(),
+            requested_model: inner.requested_model.clone(),
+            resolved_model: winner.map(|w| w.model.clone()),
+            provider: winner.map(|w| w.provider.clone()),
+            route: inner.plan.as_ref().map(|p| p.route.clone()),
+            strategy: inner.plan.as_ref().map(|p| p.strategy.to_string()),
+            attempts: inner
+                .attempts
+                .iter()
+                .map(|a| AttemptRecord {
+                    provider: a.provider.clone(),
+                    model: a.model.clone(),
+                    status: a.status,
+                    latency_ms: ms(a.ended.unwrap_or(end).saturating_duration_since(a.started)),
+                    error: a.error.clone(),
+                })
+                .collect(),
+            fallback_count: inner.attempts.len().saturating_sub(1) as u32,
+            status,
+            outcome,
+            error,
+            stream: inner.stream,
+            input_tokens: inner.usage.input_tokens,
+            output_tokens: inner.usage.output_tokens,
+            latency_ms: ms(end.saturating_duration_since(self.started)),
+            ttft_ms: inner.first_token.map(|t| ms(t.saturating_duration_since(self.started))),
+            overhead_ms: (self.overhead_ms() * 1000.0).round() / 1000.0,
+            cost_usd: (cost * 1e9).round() / 1e9,
+            session_id: inner.session_id.clone(),
+            tags,
+        }
+    }
+}
+
+impl Drop for RequestState {
+    fn drop(&mut self) {
+        let record = self.to_record();
+        self.sink.emit(record);
+    }
+}
+
+/// Live requests by id. Holds weak references: the exchanges own the state.
+#[derive(Default)]
+pub struct Registry {
+    map: Mutex<HashMap<String, Weak<RequestState>>>,
+}
+
+impl Registry {
+    pub fn insert(&self, state: &Arc<RequestState>) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(state.id.clone(), Arc::downgrade(state));
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<RequestState>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).get(id).and_then(Weak::upgrade)
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

@@ -1,0 +1,389 @@
+//! The provider-side exchange: one per attempt, on the cluster Envoy picked for it.
+//!
+//! - request headers: find the request and which plan position this (provider, slot) serves;
+//! - request body: translate the client body (parsed once downstream) for this provider, set
+//!   path, authority and credentials;
+//! - response headers: held back (Envoy sends body chunks without waiting) until the body shows
+//!   the attempt really produced something. Until we release them the router still counts the
+//!   attempt as "awaiting headers", so a reset or timeout before the first token falls back;
+//! - response body: translate chunk by chunk (SSE) or whole (JSON), extract usage.
+
+use super::downstream::REQUEST_ID;
+use super::state::{AttemptState, RequestState};
+use super::{Exchange, Mutation, Replies, Shared, header, immediate, request_body_reply, request_headers_reply, response_body_reply, response_headers_reply, unix_now};
+use crate::config::ProviderKind;
+use crate::envoy::slots;
+use crate::errors::Rejection;
+use crate::translate::{self, Inbound, RequestOptions, StreamOutcome, StreamTranslator, Wire};
+use envoy_types::pb::envoy::service::ext_proc::v3 as pb;
+use pb::processing_request::Request as Msg;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bound on a held, not-yet-released response (non-stream bodies, error bodies, stream prefix).
+const MAX_HELD: usize = 64 << 20;
+
+enum Mode {
+    /// Before the response, or the attempt is being discarded by Envoy (retry follows).
+    Pass,
+    /// Streamed success: translate events; headers held until the first token.
+    Stream(Box<dyn StreamTranslator + Send>),
+    /// Whole success body: accumulate, translate at the end.
+    Whole,
+    /// Final error response: accumulate the provider's error, answer in our shape.
+    FinalError(u16),
+}
+
+pub struct UpstreamExchange {
+    shared: Arc<Shared>,
+    provider_id: String,
+    slot: usize,
+    state: Option<Arc<RequestState>>,
+    attempt: usize,
+    wire: Wire,
+    inbound: Inbound,
+    mode: Mode,
+    /// Response headers not yet released, with the number of body chunks queued behind them.
+    held_headers: Option<Mutation>,
+    held_chunks: usize,
+    held: Vec<u8>,
+    ended: bool,
+}
+
+impl UpstreamExchange {
+    pub fn new(shared: Arc<Shared>, provider_id: String, slot: usize) -> UpstreamExchange {
+        UpstreamExchange {
+            shared,
+            provider_id,
+            slot,
+            state: None,
+            attempt: 0,
+            wire: Wire::OpenAi,
+            inbound: Inbound::ChatCompletions,
+            mode: Mode::Pass,
+            held_headers: None,
+            held_chunks: 0,
+            held: Vec::new(),
+            ended: false,
+        }
+    }
+
+    fn fail(&self, r: Rejection) -> Replies {
+        let mut m = Mutation::default();
+        m.set("content-type", "application/json");
+        if let Some(s) = &self.state {
+            let mut inner = s.lock();
+            if let Some(a) = inner.attempts.get_mut(self.attempt) {
+                a.error = Some(r.message.clone());
+                a.committed = true;
+            }
+            inner.rejection = Some(r.clone());
+        }
+        vec![immediate(r.status, r.body(), m)]
+    }
+
+    fn on_request_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
+        let Some(state) = header(h, REQUEST_ID).and_then(|id| self.shared.registry.get(id)) else {
+            return self.fail(Rejection::internal("request state not found for upstream attempt"));
+        };
+        self.state = Some(state.clone());
+        let mut inner = state.lock();
+        let (Some(plan), Some(snap)) = (&inner.plan, &inner.snapshot) else {
+            drop(inner);
+            return self.fail(Rejection::internal("upstream attempt before routing"));
+        };
+        // This cluster is the `slot`-th visit to our provider in the chain.
+        let seq = plan.providers();
+        let position = slots(&seq).position(|(p, s)| snap.providers[p].id == self.provider_id && s == self.slot);
+        let Some(position) = position else {
+            drop(inner);
+            return self.fail(Rejection::internal(format!("provider {} is not in this request's plan", self.provider_id)));
+        };
+        let target = &plan.attempts[position].target;
+        self.wire = snap.providers[target.provider].kind.wire();
+        self.inbound = inner.inbound.unwrap_or(Inbound::ChatCompletions);
+        let attempt = AttemptState {
+            position,
+            provider: self.provider_id.clone(),
+            model: target.provider_model.clone(),
+            started: Instant::now(),
+            ended: None,
+            status: None,
+            error: None,
+            committed: false,
+        };
+        inner.attempts.push(attempt);
+        self.attempt = inner.attempts.len() - 1;
+        drop(inner);
+        vec![request_headers_reply(Mutation::default())]
+    }
+
+    fn on_request_body(&mut self) -> Replies {
+        let Some(state) = self.state.clone() else { return vec![request_body_reply(Mutation::default(), None, false)] };
+        let inner = state.lock();
+        let (Some(plan), Some(snap), Some(body)) = (&inner.plan, &inner.snapshot, &inner.body) else {
+            drop(inner);
+            return self.fail(Rejection::internal("upstream attempt before routing"));
+        };
+        let position = inner.attempts[self.attempt].position;
+        let target = &plan.attempts[position].target;
+        let provider = &snap.providers[target.provider];
+        let opts = RequestOptions {
+            model: &target.provider_model,
+            default_max_tokens: target.max_output_tokens.unwrap_or(provider.default_max_tokens),
+        };
+        let translated = translate::request(self.inbound, self.wire, body, &opts);
+        let up = match translated {
+            Ok(u) => u,
+            Err(e) => {
+                drop(inner);
+                return self.fail(Rejection::from(&e));
+            }
+        };
+        let mut m = Mutation::default();
+        m.set(":path", format!("{}{}", provider.endpoint.prefix, up.path_suffix));
+        m.set(":authority", provider.endpoint.authority());
+        m.set("content-type", "application/json");
+        m.set("content-length", up.body.len().to_string());
+        match provider.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                if provider.secret.is_empty() {
+                    m.remove("authorization");
+                } else {
+                    m.set("authorization", format!("Bearer {}", provider.secret.expose()));
+                }
+            }
+            ProviderKind::Anthropic => {
+                m.set("x-api-key", provider.secret.expose().to_string());
+                m.set("anthropic-version", "2023-06-01");
+            }
+        }
+        // We must read the response to translate it and count tokens.
+        m.remove("accept-encoding");
+        for h in [REQUEST_ID, crate::envoy::CLUSTER_HEADER, "x-envoy-max-retries", "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-attempt-count", "x-envoy-expected-rq-timeout-ms"] {
+            m.remove(h);
+        }
+        drop(inner);
+        vec![request_body_reply(m, Some(up.body), false)]
+    }
+
+    fn on_response_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
+        let Some(state) = self.state.clone() else { return vec![response_headers_reply(Mutation::default())] };
+        let status = header(h, ":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(502);
+        let content_type = header(h, "content-type").unwrap_or("");
+        let mut inner = state.lock();
+        let plan_len = inner.plan.as_ref().map_or(1, |p| p.attempts.len());
+        let (stream, wants_usage) = (inner.stream, inner.client_wants_usage);
+        let attempt = &mut inner.attempts[self.attempt];
+        attempt.status = Some(status);
+        let retriable = status == 429 || status >= 500;
+        let last = attempt.position + 1 >= plan_len;
+        let mut m = Mutation::default();
+        if status >= 400 {
+            attempt.error = Some(format!("status {status}"));
+            if retriable && !last {
+                // Envoy retries this one on the next cluster of the chain; let it through untouched.
+                attempt.ended = Some(Instant::now());
+                self.mode = Mode::Pass;
+                return vec![response_headers_reply(m)];
+            }
+            attempt.committed = true;
+            self.mode = Mode::FinalError(status);
+        } else if stream && content_type.starts_with("text/event-stream") {
+            self.mode = Mode::Stream(translate::stream(self.inbound, self.wire, wants_usage, unix_now()));
+            m.set("content-type", "text/event-stream");
+        } else {
+            self.mode = Mode::Whole;
+            m.set("content-type", "application/json");
+        }
+        drop(inner);
+        m.remove("content-length");
+        for name in ["openai-organization", "openai-project", "anthropic-organization-id", "set-cookie"] {
+            m.remove(name);
+        }
+        if h.end_of_stream {
+            return self.release(m, Vec::new(), true);
+        }
+        self.held_headers = Some(m);
+        vec![]
+    }
+
+    /// Release held headers (committing this attempt) and answer every queued chunk; the
+    /// translated output rides on the last one.
+    fn release(&mut self, mut m: Mutation, output: Vec<u8>, end_of_stream: bool) -> Replies {
+        if let Some(state) = &self.state {
+            let mut inner = state.lock();
+            let status = match &self.mode {
+                Mode::FinalError(s) => Some(client_status(*s, inner.attempts.len())),
+                _ => None,
+            };
+            if let Some(s) = status {
+                m.set(":status", s.to_string());
+            }
+            let a = &mut inner.attempts[self.attempt];
+            a.committed = true;
+            if end_of_stream {
+                a.ended = Some(Instant::now());
+            }
+        }
+        let mut out = vec![response_headers_reply(m)];
+        if self.held_chunks > 0 {
+            for _ in 1..self.held_chunks {
+                out.push(response_body_reply(Some(Vec::new())));
+            }
+            out.push(response_body_reply(Some(output)));
+        }
+        self.held_chunks = 0;
+        out
+    }
+
+    fn on_response_body(&mut self, b: &pb::HttpBody) -> Replies {
+        let Some(state) = self.state.clone() else { return vec![response_body_reply(None)] };
+        let eos = b.end_of_stream;
+        match &mut self.mode {
+            Mode::Pass => vec![response_body_reply(None)],
+            Mode::Stream(tr) => {
+                let mut out = std::mem::take(&mut self.held);
+                tr.feed(&b.body, &mut out);
+                let first = tr.first_token_seen();
+                if first {
+                    let mut inner = state.lock();
+                    inner.first_token.get_or_insert_with(Instant::now);
+                }
+                let outcome = if eos { Some(tr.finish(&mut out)) } else { None };
+                if let Some(o) = &outcome {
+                    finish_stream(&state, self.attempt, tr.usage(), o);
+                    self.ended = true;
+                }
+                if let Some(m) = self.held_headers.take() {
+                    self.held_chunks += 1;
+                    if first || eos || out.len() > MAX_HELD {
+                        return self.release(m, out, eos);
+                    }
+                    self.held_headers = Some(m);
+                    self.held = out;
+                    return vec![];
+                }
+                vec![response_body_reply(Some(out))]
+            }
+            Mode::Whole | Mode::FinalError(_) => {
+                if self.held.len() + b.body.len() <= MAX_HELD {
+                    self.held.extend_from_slice(&b.body);
+                }
+                self.held_chunks += 1;
+                if !eos {
+                    return if self.held_headers.is_some() { vec![] } else { vec![response_body_reply(Some(Vec::new()))] };
+                }
+                let out = self.finish_whole(&state);
+                match self.held_headers.take() {
+                    Some(m) => self.release(m, out, true),
+                    None => vec![response_body_reply(Some(out))],
+                }
+            }
+        }
+    }
+
+    fn finish_whole(&mut self, state: &RequestState) -> Vec<u8> {
+        self.ended = true;
+        let body = std::mem::take(&mut self.held);
+        let mut inner = state.lock();
+        inner.finished = Some(Instant::now());
+        let attempts = inner.attempts.len();
+        match self.mode {
+            Mode::FinalError(status) => {
+                let e = translate::provider_error(self.wire, status, &body);
+                inner.attempts[self.attempt].error = Some(e.message.clone());
+                final_error(status, attempts, &e.message).body()
+            }
+            _ => match translate::response(self.inbound, self.wire, &body, unix_now()) {
+                Ok((out, usage)) => {
+                    inner.usage = usage;
+                    inner.first_token.get_or_insert_with(Instant::now);
+                    out
+                }
+                Err(e) => {
+                    // The 200 is still held, so the client gets an honest 502 instead.
+                    let r = Rejection::from(&e);
+                    inner.attempts[self.attempt].error = Some(r.message.clone());
+                    self.mode = Mode::FinalError(502);
+                    r.body()
+                }
+            },
+        }
+    }
+}
+
+fn finish_stream(state: &RequestState, attempt: usize, usage: translate::Usage, outcome: &StreamOutcome) {
+    let mut inner = state.lock();
+    inner.usage = usage;
+    inner.finished = Some(Instant::now());
+    let a = &mut inner.attempts[attempt];
+    a.ended = Some(Instant::now());
+    if let StreamOutcome::Failed(reason) = outcome {
+        a.error = Some(reason.clone());
+        inner.failure = Some(reason.clone());
+    }
+}
+
+/// What the client sees when the last attempt failed with `status`: the provider's 4xx (its
+/// request was bad) and 429 pass through; server errors become 502.
+fn client_status(status: u16, attempts: usize) -> u16 {
+    match status {
+        429 if attempts == 1 => 429,
+        400..=499 if status != 429 && status != 401 && status != 403 => status,
+        _ => 502,
+    }
+}
+
+fn final_error(status: u16, attempts: usize, provider_message: &str) -> Rejection {
+    match client_status(status, attempts) {
+        429 => Rejection::new(429, "rate_limit_error", "rate_limited", format!("Provider rate limit: {provider_message}")),
+        502 => Rejection::all_failed(&format!("provider returned {status}: {provider_message}")),
+        s => Rejection::new(s, "invalid_request_error", "provider_rejected", provider_message.to_string()),
+    }
+}
+
+impl Exchange for UpstreamExchange {
+    fn on_message(&mut self, msg: Msg) -> Replies {
+        let t = Instant::now();
+        let out = match &msg {
+            Msg::RequestHeaders(h) => self.on_request_headers(h),
+            Msg::RequestBody(_) => self.on_request_body(),
+            Msg::ResponseHeaders(h) => self.on_response_headers(h),
+            Msg::ResponseBody(b) => self.on_response_body(b),
+            Msg::RequestTrailers(_) | Msg::ResponseTrailers(_) => vec![],
+        };
+        if let Some(s) = &self.state {
+            s.add_overhead(t.elapsed());
+        }
+        out
+    }
+}
+
+impl Drop for UpstreamExchange {
+    /// The stream closed. If the response had not ended, the attempt broke: before release it
+    /// was a failure Envoy retries; after release the client's response was cut.
+    fn drop(&mut self) {
+        let Some(state) = &self.state else { return };
+        if self.ended {
+            return;
+        }
+        let mut inner = state.lock();
+        let Some(a) = inner.attempts.get_mut(self.attempt) else { return };
+        if a.ended.is_some() {
+            return;
+        }
+        a.ended = Some(Instant::now());
+        let committed = a.committed;
+        let reason = match (a.status, committed) {
+            (None, _) => "no response (connect failure, reset or timeout)".to_string(),
+            (Some(s), false) => format!("status {s}: connection lost before the first token"),
+            (Some(_), true) => "upstream connection lost mid-response".to_string(),
+        };
+        a.error.get_or_insert(reason.clone());
+        if committed {
+            inner.failure.get_or_insert(reason);
+            inner.finished.get_or_insert_with(Instant::now);
+        }
+    }
+}

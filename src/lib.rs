@@ -1,0 +1,23 @@
+//! Switchyard: an LLM gateway built as an Envoy external processor.
+//!
+//! Envoy terminates clients and streams each request's headers and bodies to this processor
+//! over gRPC; the processor authenticates, routes, and rewrites requests and responses for each
+//! provider attempt. Module map:
+//! - `config`: YAML → validated immutable `Snapshot`, hot-swapped with `ArcSwap`;
+//! - `auth`: hashed client keys; `routing`: the pure routing decision;
+//! - `translate`: provider wire formats (pure); `extproc`: the ext_proc gRPC exchanges;
+//! - `envoy`: the Envoy bootstrap derived from the config; `record`: request records;
+//! - `server`, `admin`, `up`: processes.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod envoy;
+pub mod errors;
+pub mod extproc;
+pub mod record;
+pub mod routing;
+pub mod server;
+pub mod translate;
+pub mod up;

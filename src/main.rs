@@ -1,0 +1,308 @@
+//! `switchyard`: an LLM gateway as an Envoy external processor. CLI only; see `lib.rs`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use switchyard::auth::{KeyHash, Principal, mint_key};
+use switchyard::config::Snapshot;
+use switchyard::envoy::BootstrapOptions;
+use switchyard::record;
+use switchyard::server::{self, Addrs, Loader};
+use switchyard::up;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "LLM gateway as an Envoy ext_proc sidecar")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct ListenArgs {
+    /// ext_proc gRPC address (host:port or unix:/path); default from config
+    #[arg(long)]
+    extproc: Option<String>,
+    /// Admin HTTP address; default from config
+    #[arg(long)]
+    admin: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the processor (ext_proc gRPC + admin HTTP) for an Envoy you run yourself
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        listen: ListenArgs,
+    },
+    /// Run Envoy and the processor together; prints the proxy endpoint and a demo key
+    Up {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        listen: ListenArgs,
+        /// Client-facing proxy address; default from config
+        #[arg(long)]
+        proxy: Option<String>,
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        envoy_admin: String,
+        /// Envoy binary (default: $ENVOY_BIN, .venv/bin/envoy, PATH)
+        #[arg(long)]
+        envoy: Option<PathBuf>,
+        /// Where the generated bootstrap and Envoy's log go
+        #[arg(long, default_value = ".run")]
+        workdir: PathBuf,
+        /// Use this demo key instead of minting one (tests)
+        #[arg(long, env = "SWITCHYARD_DEMO_KEY", hide = true)]
+        demo_key: Option<String>,
+    },
+    /// Validate a config file; errors name the path in the file and the fix
+    Lint { file: PathBuf },
+    /// Print the Envoy bootstrap derived from a config (for running Envoy yourself)
+    Bootstrap {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        proxy: Option<String>,
+        #[arg(long)]
+        extproc: Option<String>,
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        envoy_admin: String,
+    },
+    /// Manage client keys
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Read request records
+    Logs {
+        #[command(subcommand)]
+        cmd: LogsCmd,
+    },
+    /// Explain how a request would be routed
+    Route {
+        #[command(subcommand)]
+        cmd: RouteCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Mint a key; prints it once, with the hash to put under `keys:`
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogsCmd {
+    /// Show the most recent request records
+    Tail {
+        /// Config whose records.path to read
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Records file (overrides --config)
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, default_value = "table")]
+        output: String,
+        /// key=value (model, provider, status, key, outcome, tag); repeatable
+        #[arg(long)]
+        filter: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RouteCmd {
+    /// Show the ordered attempts for a model (as an unrestricted key would get)
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        session_id: Option<String>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| "info".into());
+    let json = std::env::var("SWITCHYARD_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json { b.json().init() } else { b.init() }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Lint { file } => lint(&file),
+        Cmd::Keys { cmd: KeysCmd::Create { name } } => {
+            let key = mint_key();
+            let hash = KeyHash::of(&key);
+            println!("{key}");
+            eprintln!("Store this key now; it is not shown again. Add it to the config:");
+            eprintln!("keys:\n  - name: {name}\n    hash: \"{hash}\"");
+            Ok(())
+        }
+        Cmd::Logs { cmd: LogsCmd::Tail { config, file, limit, output, filter } } => logs_tail(config, file, limit, &output, &filter),
+        Cmd::Route { cmd: RouteCmd::Explain { config, model, session_id } } => explain(&config, &model, session_id.as_deref()),
+        Cmd::Bootstrap { config, proxy, extproc, envoy_admin } => {
+            let snap = Snapshot::from_file(&config)?;
+            let proxy = proxy.unwrap_or_else(|| snap.listen.proxy.clone());
+            let extproc = extproc.unwrap_or_else(|| snap.listen.extproc.clone());
+            let b = switchyard::envoy::bootstrap(&snap, &BootstrapOptions { proxy: &proxy, envoy_admin: &envoy_admin, extproc: &extproc });
+            print!("{}", serde_yaml::to_string(&b)?);
+            Ok(())
+        }
+        Cmd::Serve { config, listen } => {
+            init_tracing();
+            runtime()?.block_on(async move {
+                let loader = Loader { path: server::resolve_path(&config), session_keys: vec![] };
+                let snap = loader.load()?;
+                let addrs = Addrs {
+                    extproc: listen.extproc.unwrap_or_else(|| snap.listen.extproc.clone()),
+                    admin: listen.admin.unwrap_or_else(|| snap.listen.admin.clone()),
+                };
+                server::start(loader, addrs).await?;
+                shutdown_signal().await;
+                Ok(())
+            })
+        }
+        Cmd::Up { config, listen, proxy, envoy_admin, envoy, workdir, demo_key } => {
+            init_tracing();
+            runtime()?.block_on(run_up(config, listen, proxy, envoy_admin, envoy, workdir, demo_key))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+async fn run_up(
+    config: PathBuf,
+    listen: ListenArgs,
+    proxy: Option<String>,
+    envoy_admin: String,
+    envoy: Option<PathBuf>,
+    workdir: PathBuf,
+    demo_key: Option<String>,
+) -> anyhow::Result<()> {
+    let envoy_bin = up::find_envoy(envoy.as_deref())?;
+    let demo_key = demo_key.unwrap_or_else(mint_key);
+    let demo = Arc::new(Principal { id: KeyHash::of(&demo_key).short_id(), name: "demo".into(), allowed_models: None, routing: None });
+    let loader = Loader { path: server::resolve_path(&config), session_keys: vec![(KeyHash::of(&demo_key), demo)] };
+    let snap = loader.load()?;
+    let proxy = proxy.unwrap_or_else(|| snap.listen.proxy.clone());
+    let addrs = Addrs {
+        extproc: listen.extproc.unwrap_or_else(|| snap.listen.extproc.clone()),
+        admin: listen.admin.unwrap_or_else(|| snap.listen.admin.clone()),
+    };
+    let bootstrap = up::write_bootstrap(&snap, &BootstrapOptions { proxy: &proxy, envoy_admin: &envoy_admin, extproc: &addrs.extproc }, &workdir)?;
+    server::start(loader, Addrs { extproc: addrs.extproc.clone(), admin: addrs.admin.clone() }).await?;
+    let log_path = workdir.join("envoy.log");
+    let mut child = up::spawn_envoy(&envoy_bin, &bootstrap, &log_path)?;
+    up::wait_ready(&envoy_admin, &mut child, &log_path).await?;
+    let host = proxy.replace("0.0.0.0", "127.0.0.1");
+    println!("Switchyard is up.");
+    println!("  Proxy endpoint:  http://{host}/v1");
+    println!("  Demo key:        {demo_key}");
+    println!("  Admin:           http://{}/healthz", addrs.admin);
+    println!("  Envoy log:       {}", log_path.display());
+    println!("Try:  curl http://{host}/v1/chat/completions -H 'Authorization: Bearer {demo_key}' -H 'content-type: application/json' -d '{{\"model\":\"demo-chat\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        status = child.wait() => {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            anyhow::bail!("envoy exited unexpectedly ({:?}):\n{log}", status.ok());
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    println!("Switchyard stopped.");
+    Ok(())
+}
+
+fn lint(file: &std::path::Path) -> anyhow::Result<()> {
+    match Snapshot::from_file(file) {
+        Ok(snap) => {
+            for w in &snap.warnings {
+                println!("{}: warning: {w}", file.display());
+            }
+            println!("{}: ok ({} providers, {} models, {} model groups, {} keys)", file.display(), snap.providers.len(), snap.models.len(), snap.groups.len(), snap.keys.len());
+            Ok(())
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn logs_tail(config: Option<PathBuf>, file: Option<PathBuf>, limit: usize, output: &str, filter: &[String]) -> anyhow::Result<()> {
+    let path = match (file, config) {
+        (Some(f), _) => f,
+        (None, Some(c)) => Snapshot::from_file(&c)?.records.path,
+        (None, None) => PathBuf::from("switchyard-requests.jsonl"),
+    };
+    let filters: Vec<(String, String)> = filter
+        .iter()
+        .map(|f| f.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).context("--filter takes key=value"))
+        .collect::<anyhow::Result<_>>()?;
+    let records = record::read_file(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut picked: Vec<_> = records.into_iter().rev().filter(|r| record::matches(r, &filters)).take(limit).collect();
+    picked.reverse();
+    match output {
+        "json" => println!("{}", serde_json::to_string_pretty(&picked)?),
+        "table" => {
+            println!("{:<26} {:<20} {:<18} {:<22} {:<12} {:>6} {:>4} {:>7} {:>7} {:>9} {:>10}", "id", "ts", "requested", "resolved", "provider", "status", "fb", "in", "out", "ms", "usd");
+            for r in &picked {
+                println!(
+                    "{:<26} {:<20} {:<18} {:<22} {:<12} {:>6} {:>4} {:>7} {:>7} {:>9.1} {:>10.6}",
+                    r.id,
+                    r.ts.get(..19).unwrap_or(&r.ts),
+                    r.requested_model.as_deref().unwrap_or("-"),
+                    r.resolved_model.as_deref().unwrap_or("-"),
+                    r.provider.as_deref().unwrap_or("-"),
+                    r.status,
+                    r.fallback_count,
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.latency_ms,
+                    r.cost_usd
+                );
+            }
+        }
+        other => anyhow::bail!("unknown --output {other}: use json or table"),
+    }
+    Ok(())
+}
+
+fn explain(config: &std::path::Path, model: &str, session_id: Option<&str>) -> anyhow::Result<()> {
+    let snap = Snapshot::from_file(config)?;
+    let anyone = Principal { id: "explain".into(), name: "explain".into(), allowed_models: None, routing: None };
+    let attrs = switchyard::routing::RequestAttrs { model, session_id };
+    match switchyard::routing::plan(&snap, &anyone, &attrs, 0) {
+        Ok(plan) => {
+            println!("route: {}  strategy: {}", plan.route, plan.strategy);
+            for (i, a) in plan.attempts.iter().enumerate() {
+                println!("  {}. {} on {} (timeout {} ms)", i + 1, a.target.provider_model, snap.providers[a.target.provider].id, a.timeout_ms);
+            }
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("{e}"),
+    }
+}

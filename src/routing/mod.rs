@@ -1,0 +1,237 @@
+//! Route resolution as one pure function: (snapshot, principal, request attributes, seed) →
+//! an ordered list of attempts plus the reason. No I/O, no clock, no randomness of its own, so
+//! it is tested as a table and `route explain` can show exactly what a request would do.
+
+use crate::auth::Principal;
+use crate::config::{Group, MAX_CHAIN, Snapshot, Strategy, Target, target_of};
+
+#[derive(Debug, Clone, Copy)]
+pub struct RequestAttrs<'a> {
+    pub model: &'a str,
+    pub session_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub target: Target,
+    pub timeout_ms: u64,
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub attempts: Vec<Attempt>,
+    /// What matched: `group:<name>`, `model:<name>` or `key:<name>/<route>`.
+    pub route: String,
+    pub strategy: &'static str,
+}
+
+impl Plan {
+    /// The provider sequence; its Envoy cluster chain is named after it.
+    pub fn providers(&self) -> Vec<usize> {
+        self.attempts.iter().map(|a| a.target.provider).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RouteError {
+    #[error("The model `{0}` does not exist or is not configured on this gateway")]
+    UnknownModel(String),
+    #[error("The model `{0}` is disabled")]
+    Disabled(String),
+    #[error("This key is not allowed to use the model `{0}`")]
+    NotAllowed(String),
+}
+
+/// Resolve a request to attempts (SPEC "Resolution"): the key's active routing, else a model
+/// group, else a catalog model, else 404.
+pub fn plan(snap: &Snapshot, key: &Principal, req: &RequestAttrs<'_>, seed: u64) -> Result<Plan, RouteError> {
+    if let Some(r) = key.routing.as_ref().filter(|r| r.active) {
+        // Named routes answer their logical name; with no route of that name, all routes apply.
+        let named: Vec<usize> = (0..r.names.len()).filter(|&i| r.names[i].as_deref() == Some(req.model)).collect();
+        let group = if named.is_empty() {
+            r.group.clone()
+        } else {
+            Group { members: named.iter().map(|&i| r.group.members[i].clone()).collect(), ..r.group.clone() }
+        };
+        return from_group(&group, req, seed, format!("key:{}/{}", key.name, req.model));
+    }
+    if !key.may_use(req.model) {
+        return Err(RouteError::NotAllowed(req.model.to_string()));
+    }
+    if let Some(g) = snap.groups.get(req.model) {
+        return from_group(g, req, seed, format!("group:{}", g.name));
+    }
+    if let Some(m) = snap.models.get(req.model) {
+        if !m.enabled {
+            return Err(RouteError::Disabled(req.model.to_string()));
+        }
+        let timeout_ms = snap.limits.default_timeout_ms;
+        return Ok(Plan {
+            attempts: vec![Attempt { target: target_of(m), timeout_ms, tag: None }],
+            route: format!("model:{}", m.name),
+            strategy: "single",
+        });
+    }
+    Err(RouteError::UnknownModel(req.model.to_string()))
+}
+
+fn from_group(g: &Group, req: &RequestAttrs<'_>, seed: u64, route: String) -> Result<Plan, RouteError> {
+    let orders = g.orders();
+    let order = match g.strategy {
+        Strategy::Fallback => orders.into_iter().next(),
+        Strategy::Weighted => {
+            // Affinity: the same session always draws the same point on the weight line.
+            let draw = match (g.session_affinity, req.session_id) {
+                (true, Some(s)) => fnv1a(s.as_bytes()),
+                _ => seed,
+            };
+            pick_weighted(g, &orders, draw)
+        }
+    };
+    let order = order.filter(|o| !o.is_empty()).ok_or_else(|| RouteError::Disabled(req.model.to_string()))?;
+    Ok(Plan {
+        attempts: order
+            .iter()
+            .take(MAX_CHAIN)
+            .map(|&i| {
+                let m = &g.members[i];
+                Attempt { target: m.target.clone(), timeout_ms: m.timeout_ms, tag: m.tag.clone() }
+            })
+            .collect(),
+        route,
+        strategy: g.strategy.as_str(),
+    })
+}
+
+/// Weighted orders start with each enabled member in turn; pick the one whose first member the
+/// draw lands on, in proportion to weight.
+fn pick_weighted(g: &Group, orders: &[Vec<usize>], draw: u64) -> Option<Vec<usize>> {
+    let total: u64 = orders.iter().map(|o| u64::from(g.members[o[0]].weight)).sum();
+    if total == 0 {
+        return orders.first().cloned();
+    }
+    let mut point = draw % total;
+    for o in orders {
+        let w = u64::from(g.members[o[0]].weight);
+        if point < w {
+            return Some(o.clone());
+        }
+        point -= w;
+    }
+    orders.last().cloned()
+}
+
+/// Stable across processes and releases (unlike `DefaultHasher`), so affinity survives restarts.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Mix so that nearby session ids spread across the weight line.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::KeyHash;
+    use std::path::Path;
+
+    const CFG: &str = r#"
+providers:
+  - { id: a, kind: openai_compatible, base_url: "http://127.0.0.1:1/v1" }
+  - { id: b, kind: openai_compatible, base_url: "http://127.0.0.1:2/v1" }
+models:
+  - { name: m1, provider: a, pricing: { input_per_mtok: 1, output_per_mtok: 2 } }
+  - { name: m2, provider: b }
+  - { name: off, provider: b, status: disabled }
+model_groups:
+  - name: chain
+    strategy: fallback
+    models: [ { model: m1, timeout_ms: 100 }, { model: m2 } ]
+  - name: split
+    strategy: weighted
+    session_affinity: true
+    models: [ { model: m1, weight: 70 }, { model: m2, weight: 30 } ]
+keys:
+  - { name: k, hash: "sha256:0000000000000000000000000000000000000000000000000000000000000000" }
+  - name: limited
+    hash: "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+    allowed_models: [m1]
+"#;
+
+    fn snap() -> Snapshot {
+        Snapshot::from_yaml(CFG, Path::new("t.yaml")).unwrap()
+    }
+
+    fn key<'a>(s: &'a Snapshot, hex: char) -> &'a Principal {
+        let h = KeyHash::parse(&format!("sha256:{}", hex.to_string().repeat(64))).unwrap();
+        &s.keys[&h]
+    }
+
+    fn attrs(model: &str) -> RequestAttrs<'_> {
+        RequestAttrs { model, session_id: None }
+    }
+
+    #[test]
+    fn fallback_group_orders_all_members() {
+        let s = snap();
+        let p = plan(&s, key(&s, '0'), &attrs("chain"), 7).unwrap();
+        let models: Vec<_> = p.attempts.iter().map(|a| a.target.provider_model.as_str()).collect();
+        assert_eq!(models, ["m1", "m2"]);
+        assert_eq!(p.attempts[0].timeout_ms, 100);
+        assert_eq!(p.strategy, "fallback");
+        assert_eq!(p.route, "group:chain");
+    }
+
+    #[test]
+    fn catalog_model_is_single_and_unknown_is_404() {
+        let s = snap();
+        let p = plan(&s, key(&s, '0'), &attrs("m2"), 0).unwrap();
+        assert_eq!(p.attempts.len(), 1);
+        assert_eq!(plan(&s, key(&s, '0'), &attrs("nope"), 0).unwrap_err(), RouteError::UnknownModel("nope".into()));
+        assert_eq!(plan(&s, key(&s, '0'), &attrs("off"), 0).unwrap_err(), RouteError::Disabled("off".into()));
+        assert_eq!(plan(&s, key(&s, '1'), &attrs("m2"), 0).unwrap_err(), RouteError::NotAllowed("m2".into()));
+    }
+
+    #[test]
+    fn weighted_split_follows_weights_and_falls_back_to_the_rest() {
+        let s = snap();
+        let mut first_m1 = 0;
+        for seed in 0..1000u64 {
+            let p = plan(&s, key(&s, '0'), &attrs("split"), fnv1a(&seed.to_le_bytes())).unwrap();
+            assert_eq!(p.attempts.len(), 2);
+            assert_ne!(p.attempts[0].target.provider_model, p.attempts[1].target.provider_model);
+            if p.attempts[0].target.provider_model == "m1" {
+                first_m1 += 1;
+            }
+        }
+        assert!((650..750).contains(&first_m1), "m1 first {first_m1}/1000");
+    }
+
+    #[test]
+    fn affinity_is_sticky_per_session() {
+        let s = snap();
+        let req = RequestAttrs { model: "split", session_id: Some("conv-42") };
+        let first = plan(&s, key(&s, '0'), &req, 1).unwrap().attempts[0].target.provider_model.clone();
+        for seed in 0..50 {
+            assert_eq!(plan(&s, key(&s, '0'), &req, seed).unwrap().attempts[0].target.provider_model, first);
+        }
+    }
+
+    #[test]
+    fn every_plan_has_an_envoy_chain() {
+        let s = snap();
+        let chains = s.chains();
+        for seed in 0..100 {
+            for m in ["chain", "split", "m1", "m2"] {
+                let p = plan(&s, key(&s, '0'), &attrs(m), seed).unwrap();
+                assert!(chains.contains(&p.providers()), "{m}: {:?}", p.providers());
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `switchyard serve`: the ext_proc gRPC server, the admin HTTP server and the config watcher.
+
+use crate::auth::{KeyHash, Principal};
+use crate::config::{ConfigErrors, Snapshot};
+use crate::extproc::{Processor, Shared};
+use crate::record::RecordSink;
+use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Loads the config file and adds keys that live only in this process (the `up` demo key).
+#[derive(Clone)]
+pub struct Loader {
+    pub path: PathBuf,
+    pub session_keys: Vec<(KeyHash, Arc<Principal>)>,
+}
+
+impl Loader {
+    pub fn load(&self) -> Result<Snapshot, ConfigErrors> {
+        let mut snap = Snapshot::from_file(&self.path)?;
+        for (h, p) in &self.session_keys {
+            snap.keys.entry(*h).or_insert_with(|| p.clone());
+        }
+        Ok(snap)
+    }
+}
+
+pub struct Addrs {
+    pub extproc: String,
+    pub admin: String,
+}
+
+pub struct Running {
+    pub shared: Arc<Shared>,
+}
+
+/// Start everything in the current runtime; returns once the listeners are bound.
+pub async fn start(loader: Loader, addrs: Addrs) -> anyhow::Result<Running> {
+    let snap = loader.load()?;
+    for w in &snap.warnings {
+        tracing::warn!(config = %loader.path.display(), "{w}");
+    }
+    let sink = RecordSink::start(snap.records.path.clone(), snap.records.ring);
+    let live = Arc::new(ArcSwap::from_pointee(snap));
+    let shared = Arc::new(Shared::new(live.clone(), sink));
+    spawn_watcher(loader, live);
+
+    let service = Processor::new(shared.clone()).into_service();
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_adaptive_window(Some(true))
+        .add_service(service);
+    if let Some(path) = addrs.extproc.strip_prefix("unix:") {
+        let _ = std::fs::remove_file(path);
+        let uds = tokio::net::UnixListener::bind(path)?;
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(uds);
+        tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming(incoming).await {
+                tracing::error!(error = %e, "ext_proc server stopped");
+            }
+        });
+    } else {
+        let listener = tokio::net::TcpListener::bind(&addrs.extproc).await?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming(incoming).await {
+                tracing::error!(error = %e, "ext_proc server stopped");
+            }
+        });
+    }
+    crate::admin::spawn(&addrs.admin, shared.clone()).await?;
+    tracing::info!(extproc = %addrs.extproc, admin = %addrs.admin, "switchyard processor listening");
+    Ok(Running { shared })
+}
+
+fn spawn_watcher(loader: Loader, live: Arc<ArcSwap<Snapshot>>) {
+    // The watcher re-reads through the loader so session keys survive reloads.
+    tokio::spawn(async move {
+        let path = loader.path.clone();
+        let mut last = std::fs::read(&path).ok();
+        let mut tick = tokio::time::interval(Duration::from_millis(300));
+        loop {
+            tick.tick().await;
+            let Ok(bytes) = tokio::fs::read(&path).await else { continue };
+            if last.as_deref() == Some(&bytes[..]) {
+                continue;
+            }
+            last = Some(bytes);
+            match loader.load() {
+                Ok(next) => {
+                    for w in &next.warnings {
+                        tracing::warn!(config = %path.display(), "{w}");
+                    }
+                    live.store(Arc::new(next));
+                    tracing::info!(config = %path.display(), "config reloaded");
+                }
+                Err(errors) => {
+                    tracing::error!(config = %path.display(), errors = %errors, "config reload rejected; keeping the running config");
+                }
+            }
+        }
+    });
+}
+
+pub fn resolve_path(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
