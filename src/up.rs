@@ -62,7 +62,7 @@ pub async fn wait_ready(admin: &str, child: &mut Child, log_path: &Path) -> anyh
             bail!("envoy exited with {status}:\n{log}");
         }
         if let Ok(mut s) = tokio::net::TcpStream::connect(admin).await {
-            let _ = s.write_all(b"GET /ready HTTP/1.0\r\n\r\n").await;
+            let _ = s.write_all(b"GET /ready HTTP/1.1\r\nHost: envoy\r\nConnection: close\r\n\r\n").await;
             let mut buf = Vec::new();
             let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut buf)).await;
             if buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200") {
