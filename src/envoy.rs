@@ -1,27 +1,28 @@
 //! The Envoy bootstrap, derived from the gateway config so the user edits one file.
 //!
 //! Shape: one listener whose HTTP filters are the downstream ext_proc (auth, routing decision)
-//! and the router. The processor names the cluster to use in `x-switchyard-cluster`:
-//! - `p/<provider>/<slot>`: one cluster per provider (slot > 0 only when a chain visits the same
-//!   provider twice). Its *upstream* HTTP filter chain runs ext_proc again for every attempt,
-//!   with the provider and slot in the gRPC initial metadata, so the processor re-translates
-//!   each attempt for the provider it actually reaches.
-//! - `c/<p>/<s>+<p>/<s>…`: an aggregate cluster per provider sequence the config can produce.
-//!   The route retries with `previous_priorities`, so attempt N goes to the N-th cluster of the
-//!   chain: fallback happens inside Envoy.
+//! and the router. The processor names the cluster to use in `x-switchyard-cluster`. There is
+//! one cluster per provider sequence the config can produce (`c/openai+anthropic`): each
+//! provider of the sequence is an endpoint at its own *priority level*, tagged with metadata
+//! `switchyard.position`. The route retries with `previous_priorities`, so attempt N goes to
+//! priority N: fallback happens inside Envoy. The cluster's *upstream* HTTP filter chain runs
+//! ext_proc again for every attempt and sends the chosen endpoint's metadata, so the processor
+//! re-translates each attempt for the provider it actually reaches.
 //!
 //! A provider change (new base URL, new provider, new group order) changes the bootstrap and
 //! needs an Envoy restart; `switchyard up` does it. Models, keys, weights and timeouts are
 //! processor-only and hot-reload.
 
-use crate::config::{Provider, Snapshot};
+use crate::config::Snapshot;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 
 pub const CLUSTER_HEADER: &str = "x-switchyard-cluster";
 pub const EXTPROC_CLUSTER: &str = "switchyard_extproc";
-pub const META_PROVIDER: &str = "x-switchyard-provider";
-pub const META_SLOT: &str = "x-switchyard-slot";
+/// gRPC initial metadata that marks the upstream (per-attempt) filter's streams.
+pub const META_PHASE: &str = "x-switchyard-phase";
+/// Endpoint metadata namespace and the attribute that carries it to the processor.
+pub const METADATA_NS: &str = "switchyard";
+pub const HOST_METADATA_ATTR: &str = "xds.upstream_host_metadata";
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 pub struct BootstrapOptions<'a> {
@@ -31,19 +32,10 @@ pub struct BootstrapOptions<'a> {
     pub extproc: &'a str,
 }
 
-pub fn provider_cluster(provider: &str, slot: usize) -> String {
-    format!("p/{provider}/{slot}")
-}
-
-/// Cluster for a provider sequence: repeated providers take the next slot.
+/// Cluster for a provider sequence.
 pub fn chain_cluster(snap: &Snapshot, seq: &[usize]) -> String {
-    let names = slots(seq).map(|(p, s)| provider_cluster(&snap.providers[p].id, s)).collect::<Vec<_>>();
-    if names.len() == 1 { names.into_iter().next().unwrap_or_default() } else { format!("c/{}", names.join("+").replace("p/", "")) }
-}
-
-/// (provider, slot) for each position: the slot counts earlier visits to the same provider.
-pub fn slots(seq: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    seq.iter().enumerate().map(|(i, &p)| (p, seq[..i].iter().filter(|&&q| q == p).count()))
+    let ids: Vec<&str> = seq.iter().map(|&p| snap.providers[p].id.as_str()).collect();
+    format!("c/{}", ids.join("+"))
 }
 
 fn split_addr(addr: &str) -> (String, u16) {
@@ -65,83 +57,100 @@ fn secs(ms: u64) -> String {
     format!("{}.{:03}s", ms / 1000, ms % 1000)
 }
 
-fn ext_proc_filter(mode: Value, metadata: Vec<(&str, String)>, message_timeout_ms: u64, upstream: bool) -> Value {
+fn ext_proc_filter(mode: Value, message_timeout_ms: u64, upstream: bool) -> Value {
     let mut grpc = json!({ "envoy_grpc": { "cluster_name": EXTPROC_CLUSTER } });
-    if !metadata.is_empty() {
-        grpc["initial_metadata"] = metadata.into_iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
-    }
     let mut cfg = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
-        "grpc_service": grpc,
         "failure_mode_allow": false,
         "processing_mode": mode,
         "message_timeout": secs(message_timeout_ms),
         "mutation_rules": { "allow_all_routing": true, "allow_envoy": true },
     });
     if upstream {
+        grpc["initial_metadata"] = json!([{ "key": META_PHASE, "value": "upstream" }]);
+        cfg["request_attributes"] = json!([HOST_METADATA_ATTR]);
         // Lets the processor hold the response headers until the body shows whether the
         // attempt really succeeded, so a failure before the first token can still fall back.
         cfg["send_body_without_waiting_for_header_response"] = json!(true);
     }
+    cfg["grpc_service"] = grpc;
     json!({ "name": "envoy.filters.http.ext_proc", "typed_config": cfg })
 }
 
-fn provider_clusters(p: &Provider, slots: usize, opts: &Snapshot) -> Vec<Value> {
-    let request_ms = opts.limits.request_timeout_ms;
-    (0..slots)
-        .map(|slot| {
-            let upstream_filters = json!([
-                ext_proc_filter(
-                    json!({
-                        "request_header_mode": "SEND", "request_body_mode": "BUFFERED",
-                        "response_header_mode": "SEND", "response_body_mode": "STREAMED",
-                        "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"
-                    }),
-                    vec![(META_PROVIDER, p.id.clone()), (META_SLOT, slot.to_string())],
-                    request_ms,
-                    true,
-                ),
-                { "name": "envoy.filters.http.upstream_codec",
-                  "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec" } }
-            ]);
-            let is_ip = p.endpoint.host.parse::<std::net::IpAddr>().is_ok();
-            let mut c = json!({
-                "name": provider_cluster(&p.id, slot),
-                "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
-                "dns_lookup_family": "V4_PREFERRED",
-                "connect_timeout": "5s",
-                "lb_policy": "ROUND_ROBIN",
-                "per_connection_buffer_limit_bytes": (opts.limits.max_body_bytes * 2).max(1 << 20),
-                "load_assignment": {
-                    "cluster_name": provider_cluster(&p.id, slot),
-                    "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                        "socket_address": { "address": p.endpoint.host, "port_value": p.endpoint.port }
-                    }}}]}]
-                },
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": { "http_protocol_options": {} },
-                        "http_filters": upstream_filters
-                    }
+fn tls_socket(host: &str) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": host,
+            "common_tls_context": { "validation_context": {
+                "trusted_ca": { "filename": CA_BUNDLE },
+                "match_typed_subject_alt_names": [{ "san_type": "DNS", "matcher": { "exact": host } }]
+            }}
+        }
+    })
+}
+
+fn chain_cluster_config(snap: &Snapshot, seq: &[usize]) -> Value {
+    let upstream_filters = json!([
+        ext_proc_filter(
+            json!({
+                "request_header_mode": "SEND", "request_body_mode": "BUFFERED",
+                "response_header_mode": "SEND", "response_body_mode": "STREAMED",
+                "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"
+            }),
+            snap.limits.request_timeout_ms,
+            true,
+        ),
+        { "name": "envoy.filters.http.upstream_codec",
+          "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec" } }
+    ]);
+    let mut tls_hosts: Vec<&str> = Vec::new();
+    let priorities: Vec<Value> = seq
+        .iter()
+        .enumerate()
+        .map(|(position, &p)| {
+            let provider = &snap.providers[p];
+            let mut filter_metadata = json!({ METADATA_NS: { "position": position, "provider": provider.id } });
+            if provider.endpoint.tls {
+                // Picks the TLS settings (SNI, SAN) of this endpoint's host.
+                filter_metadata["envoy.transport_socket_match"] = json!({ "sni": provider.endpoint.host });
+                if !tls_hosts.contains(&provider.endpoint.host.as_str()) {
+                    tls_hosts.push(&provider.endpoint.host);
                 }
-            });
-            if p.endpoint.tls {
-                c["transport_socket"] = json!({
-                    "name": "envoy.transport_sockets.tls",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                        "sni": p.endpoint.host,
-                        "common_tls_context": { "validation_context": {
-                            "trusted_ca": { "filename": CA_BUNDLE },
-                            "match_typed_subject_alt_names": [{ "san_type": "DNS", "matcher": { "exact": p.endpoint.host } }]
-                        }}
-                    }
-                });
             }
-            c
+            json!({
+                "priority": position,
+                "lb_endpoints": [{
+                    "endpoint": { "address": { "socket_address": { "address": provider.endpoint.host, "port_value": provider.endpoint.port } } },
+                    "metadata": { "filter_metadata": filter_metadata }
+                }]
+            })
         })
-        .collect()
+        .collect();
+    let name = chain_cluster(snap, seq);
+    let mut c = json!({
+        "name": name,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "5s",
+        "lb_policy": "ROUND_ROBIN",
+        // No overprovisioning: a priority level takes traffic only as the retry policy sends it.
+        "per_connection_buffer_limit_bytes": (snap.limits.max_body_bytes * 2).max(1 << 20),
+        "load_assignment": { "cluster_name": name, "endpoints": priorities },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": { "http_protocol_options": {} },
+                "http_filters": upstream_filters
+            }
+        }
+    });
+    if !tls_hosts.is_empty() {
+        c["transport_socket_matches"] =
+            tls_hosts.iter().map(|h| json!({ "name": format!("tls-{h}"), "match": { "sni": h }, "transport_socket": tls_socket(h) })).collect();
+    }
+    c
 }
 
 /// Local replies Envoy generates itself (timeouts, connect failures, body too large) speak the
@@ -166,13 +175,6 @@ fn local_reply_config() -> Value {
 
 /// The whole bootstrap as a JSON value (Envoy reads it as YAML).
 pub fn bootstrap(snap: &Snapshot, opts: &BootstrapOptions<'_>) -> Value {
-    let chains = snap.chains();
-    let mut slots_needed = vec![1usize; snap.providers.len()];
-    for seq in &chains {
-        for (p, s) in slots(seq) {
-            slots_needed[p] = slots_needed[p].max(s + 1);
-        }
-    }
     let mut clusters: Vec<Value> = Vec::new();
     clusters.push(json!({
         "name": EXTPROC_CLUSTER,
@@ -184,25 +186,8 @@ pub fn bootstrap(snap: &Snapshot, opts: &BootstrapOptions<'_>) -> Value {
             "explicit_http_config": { "http2_protocol_options": {} }
         }}
     }));
-    for (i, p) in snap.providers.iter().enumerate() {
-        clusters.extend(provider_clusters(p, slots_needed[i], snap));
-    }
-    let mut seen = BTreeSet::new();
-    for seq in chains.iter().filter(|s| s.len() > 1) {
-        let name = chain_cluster(snap, seq);
-        if !seen.insert(name.clone()) {
-            continue;
-        }
-        let members: Vec<String> = slots(seq).map(|(p, s)| provider_cluster(&snap.providers[p].id, s)).collect();
-        clusters.push(json!({
-            "name": name,
-            "connect_timeout": "5s",
-            "lb_policy": "CLUSTER_PROVIDED",
-            "cluster_type": { "name": "envoy.clusters.aggregate", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig",
-                "clusters": members
-            }}
-        }));
+    for seq in snap.chains() {
+        clusters.push(chain_cluster_config(snap, &seq));
     }
 
     let downstream = ext_proc_filter(
@@ -211,7 +196,6 @@ pub fn bootstrap(snap: &Snapshot, opts: &BootstrapOptions<'_>) -> Value {
             "response_header_mode": "SEND", "response_body_mode": "NONE",
             "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"
         }),
-        vec![],
         2000,
         false,
     );

@@ -18,7 +18,11 @@ use pb::processing_request::Request as Msg;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub const REQUEST_ID: &str = "x-switchyard-request-id";
+/// Response header naming the request (and its record).
+pub const RESPONSE_REQUEST_ID: &str = "x-switchyard-request-id";
+/// The request id travels upstream as `x-request-id`, which Envoy forwards anyway; attempts
+/// find the request state by it. We overwrite it, so a client cannot pick another request's.
+pub const REQUEST_ID: &str = "x-request-id";
 
 pub struct DownstreamExchange {
     shared: Arc<Shared>,
@@ -35,7 +39,7 @@ impl DownstreamExchange {
     fn reject(&self, state: &RequestState, r: Rejection) -> Replies {
         let mut m = Mutation::default();
         m.set("content-type", "application/json");
-        m.set(REQUEST_ID, state.id.clone());
+        m.set(RESPONSE_REQUEST_ID, state.id.clone());
         let body = r.body();
         let status = r.status;
         state.lock().rejection = Some(r);
@@ -117,7 +121,7 @@ impl DownstreamExchange {
         let body = serde_json::to_vec(&serde_json::json!({ "object": "list", "data": data })).unwrap_or_default();
         let mut m = Mutation::default();
         m.set("content-type", "application/json");
-        m.set(REQUEST_ID, state.id.clone());
+        m.set(RESPONSE_REQUEST_ID, state.id.clone());
         state.lock().client_status = Some(200);
         vec![immediate(200, body, m)]
     }
@@ -179,7 +183,8 @@ impl DownstreamExchange {
         let Some(state) = self.state.clone() else { return vec![response_headers_reply(Mutation::default())] };
         let status = header(h, ":status").and_then(|s| s.parse::<u16>().ok());
         let mut m = Mutation::default();
-        m.set(REQUEST_ID, state.id.clone());
+        m.set(RESPONSE_REQUEST_ID, state.id.clone());
+        m.remove(REQUEST_ID);
         {
             let mut inner = state.lock();
             inner.client_status = status;
@@ -195,8 +200,9 @@ impl DownstreamExchange {
 }
 
 impl Exchange for DownstreamExchange {
-    fn on_message(&mut self, msg: Msg) -> Replies {
+    fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
         let t = Instant::now();
+        let Some(msg) = msg.request else { return vec![] };
         let out = match &msg {
             Msg::RequestHeaders(h) => self.on_request_headers(h),
             Msg::RequestBody(b) => self.on_request_body(b),

@@ -4,8 +4,8 @@
 //! to us:
 //! - the *downstream* filter on the listener (no initial metadata): authenticates, parses the
 //!   body once, routes, and names the Envoy cluster chain (`downstream.rs`);
-//! - the *upstream* filter on each provider cluster (metadata `x-switchyard-provider` and
-//!   `x-switchyard-slot`): runs once per attempt, so every retry Envoy makes is re-translated for
+//! - the *upstream* filter on each chain cluster (metadata `x-switchyard-phase: upstream`,
+//!   plus the chosen endpoint's metadata as an attribute): runs once per attempt, so every retry Envoy makes is re-translated for
 //!   the provider it actually reaches (`upstream.rs`).
 //!
 //! Each stream is one task handling one message at a time; handlers are synchronous (no I/O),
@@ -16,7 +16,7 @@ pub mod state;
 pub mod upstream;
 
 use crate::config::Snapshot;
-use crate::envoy::{META_PROVIDER, META_SLOT};
+use crate::envoy::META_PHASE;
 use crate::record::RecordSink;
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction};
@@ -82,7 +82,7 @@ pub type Replies = Vec<ProcessingResponse>;
 
 /// One ext_proc stream's logic, fed one message at a time.
 pub trait Exchange: Send + 'static {
-    fn on_message(&mut self, msg: pb::processing_request::Request) -> Replies;
+    fn on_message(&mut self, msg: ProcessingRequest) -> Replies;
 }
 
 type ResponseStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
@@ -92,21 +92,19 @@ impl ExternalProcessor for Processor {
     type ProcessStream = ResponseStream;
 
     async fn process(&self, request: Request<Streaming<ProcessingRequest>>) -> Result<Response<Self::ProcessStream>, Status> {
-        let meta = request.metadata();
-        let provider = meta.get(META_PROVIDER).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let slot = meta.get(META_SLOT).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let upstream = request.metadata().get(META_PHASE).is_some_and(|v| v.as_bytes() == b"upstream");
         let shared = self.shared.clone();
-        let mut exchange: Box<dyn Exchange> = match provider {
-            Some(p) => Box::new(upstream::UpstreamExchange::new(shared.clone(), p, slot)),
-            None => Box::new(downstream::DownstreamExchange::new(shared.clone())),
+        let mut exchange: Box<dyn Exchange> = if upstream {
+            Box::new(upstream::UpstreamExchange::new(shared.clone()))
+        } else {
+            Box::new(downstream::DownstreamExchange::new(shared.clone()))
         };
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(async move {
             shared.streams.fetch_add(1, Ordering::Relaxed);
             while let Ok(Some(msg)) = inbound.message().await {
-                let Some(req) = msg.request else { continue };
-                for reply in exchange.on_message(req) {
+                for reply in exchange.on_message(msg) {
                     if tx.send(Ok(reply)).await.is_err() {
                         break;
                     }

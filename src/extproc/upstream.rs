@@ -1,6 +1,6 @@
 //! The provider-side exchange: one per attempt, on the cluster Envoy picked for it.
 //!
-//! - request headers: find the request and which plan position this (provider, slot) serves;
+//! - request headers: find the request and which plan position the chosen endpoint serves;
 //! - request body: translate the client body (parsed once downstream) for this provider, set
 //!   path, authority and credentials;
 //! - response headers: held back (Envoy sends body chunks without waiting) until the body shows
@@ -12,7 +12,7 @@ use super::downstream::REQUEST_ID;
 use super::state::{AttemptState, RequestState};
 use super::{Exchange, Mutation, Replies, Shared, header, immediate, request_body_reply, request_headers_reply, response_body_reply, response_headers_reply, unix_now};
 use crate::config::ProviderKind;
-use crate::envoy::slots;
+use crate::envoy::{HOST_METADATA_ATTR, METADATA_NS};
 use crate::errors::Rejection;
 use crate::translate::{self, Inbound, RequestOptions, StreamOutcome, StreamTranslator, Wire};
 use envoy_types::pb::envoy::service::ext_proc::v3 as pb;
@@ -36,8 +36,6 @@ enum Mode {
 
 pub struct UpstreamExchange {
     shared: Arc<Shared>,
-    provider_id: String,
-    slot: usize,
     state: Option<Arc<RequestState>>,
     attempt: usize,
     wire: Wire,
@@ -51,11 +49,9 @@ pub struct UpstreamExchange {
 }
 
 impl UpstreamExchange {
-    pub fn new(shared: Arc<Shared>, provider_id: String, slot: usize) -> UpstreamExchange {
+    pub fn new(shared: Arc<Shared>) -> UpstreamExchange {
         UpstreamExchange {
             shared,
-            provider_id,
-            slot,
             state: None,
             attempt: 0,
             wire: Wire::OpenAi,
@@ -82,8 +78,9 @@ impl UpstreamExchange {
         vec![immediate(r.status, r.body(), m)]
     }
 
-    fn on_request_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
+    fn on_request_headers(&mut self, h: &pb::HttpHeaders, endpoint_position: Option<usize>) -> Replies {
         let Some(state) = header(h, REQUEST_ID).and_then(|id| self.shared.registry.get(id)) else {
+            tracing::warn!(position = ?endpoint_position, "upstream attempt for an unknown request");
             return self.fail(Rejection::internal("request state not found for upstream attempt"));
         };
         self.state = Some(state.clone());
@@ -92,19 +89,20 @@ impl UpstreamExchange {
             drop(inner);
             return self.fail(Rejection::internal("upstream attempt before routing"));
         };
-        // This cluster is the `slot`-th visit to our provider in the chain.
-        let seq = plan.providers();
-        let position = slots(&seq).position(|(p, s)| snap.providers[p].id == self.provider_id && s == self.slot);
-        let Some(position) = position else {
+        // The endpoint Envoy chose says which position of the chain this attempt serves; the
+        // attempt count is the fallback (the same when every priority level is healthy).
+        let by_count = header(h, "x-envoy-attempt-count").and_then(|c| c.parse::<usize>().ok()).map(|c| c.saturating_sub(1));
+        let position = endpoint_position.or(by_count).unwrap_or(0);
+        if position >= plan.attempts.len() {
             drop(inner);
-            return self.fail(Rejection::internal(format!("provider {} is not in this request's plan", self.provider_id)));
-        };
+            return self.fail(Rejection::internal(format!("attempt position {position} is outside this request's plan")));
+        }
         let target = &plan.attempts[position].target;
         self.wire = snap.providers[target.provider].kind.wire();
         self.inbound = inner.inbound.unwrap_or(Inbound::ChatCompletions);
         let attempt = AttemptState {
             position,
-            provider: self.provider_id.clone(),
+            provider: snap.providers[target.provider].id.clone(),
             model: target.provider_model.clone(),
             started: Instant::now(),
             ended: None,
@@ -145,8 +143,12 @@ impl UpstreamExchange {
         m.set(":authority", provider.endpoint.authority());
         m.set("content-type", "application/json");
         m.set("content-length", up.body.len().to_string());
+        // Header edits made here persist into Envoy's copy for the next attempt, so every
+        // attempt clears the other providers' credentials before setting its own.
         match provider.kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                m.remove("x-api-key");
+                m.remove("anthropic-version");
                 if provider.secret.is_empty() {
                     m.remove("authorization");
                 } else {
@@ -154,13 +156,14 @@ impl UpstreamExchange {
                 }
             }
             ProviderKind::Anthropic => {
+                m.remove("authorization");
                 m.set("x-api-key", provider.secret.expose().to_string());
                 m.set("anthropic-version", "2023-06-01");
             }
         }
         // We must read the response to translate it and count tokens.
         m.remove("accept-encoding");
-        for h in [REQUEST_ID, crate::envoy::CLUSTER_HEADER, "x-envoy-max-retries", "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-attempt-count", "x-envoy-expected-rq-timeout-ms"] {
+        for h in [crate::envoy::CLUSTER_HEADER, "x-envoy-max-retries", "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-attempt-count", "x-envoy-expected-rq-timeout-ms"] {
             m.remove(h);
         }
         drop(inner);
@@ -325,6 +328,24 @@ fn finish_stream(state: &RequestState, attempt: usize, usage: translate::Usage, 
     }
 }
 
+/// `switchyard.position` from the chosen endpoint's metadata. Envoy sends the Metadata
+/// attribute in protobuf text format, e.g. `filter_metadata { key: "switchyard" value { fields
+/// { key: "position" value { number_value: 1 } } … } }`.
+fn endpoint_position(attrs: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Struct>) -> Option<usize> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let value = attrs.values().find_map(|s| s.fields.get(HOST_METADATA_ATTR))?;
+    match &value.kind {
+        Some(Kind::StringValue(text)) => {
+            let ns = text.find(&format!("key: \"{METADATA_NS}\""))?;
+            let rest = &text[ns..];
+            let at = rest.find("key: \"position\" value { number_value: ")?;
+            let digits: String = rest[at..].chars().skip_while(|c| !c.is_ascii_digit()).take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse().ok()
+        }
+        _ => None,
+    }
+}
+
 /// What the client sees when the last attempt failed with `status`: the provider's 4xx (its
 /// request was bad) and 429 pass through; server errors become 502.
 fn client_status(status: u16, attempts: usize) -> u16 {
@@ -344,10 +365,12 @@ fn final_error(status: u16, attempts: usize, provider_message: &str) -> Rejectio
 }
 
 impl Exchange for UpstreamExchange {
-    fn on_message(&mut self, msg: Msg) -> Replies {
+    fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
         let t = Instant::now();
+        let position = endpoint_position(&msg.attributes);
+        let Some(msg) = msg.request else { return vec![] };
         let out = match &msg {
-            Msg::RequestHeaders(h) => self.on_request_headers(h),
+            Msg::RequestHeaders(h) => self.on_request_headers(h, position),
             Msg::RequestBody(_) => self.on_request_body(),
             Msg::ResponseHeaders(h) => self.on_response_headers(h),
             Msg::ResponseBody(b) => self.on_response_body(b),
