@@ -160,7 +160,7 @@ fn local_reply_config() -> Value {
         json!({
             "filter": { "response_flag_filter": { "flags": flags } },
             "status_code": status,
-            "body_format_override": { "json_format": { "error": { "message": message, "type": kind, "code": code } } }
+            "body_format_override": { "json_format": { "error": { "message": message, "type": kind, "code": code, "param": null } } }
         })
     };
     json!({ "mappers": [
@@ -168,7 +168,7 @@ fn local_reply_config() -> Value {
         mapper(&["UF", "UH", "URX", "UC", "UO", "UR", "NR", "DPE", "UPE"], 502, "All backends failed", "upstream_error", "all_backends_failed"),
         json!({
             "filter": { "status_code_filter": { "comparison": { "op": "EQ", "value": { "default_value": 413, "runtime_key": "switchyard.payload_too_large" } } } },
-            "body_format_override": { "json_format": { "error": { "message": "Request body is larger than the gateway's limit", "type": "invalid_request_error", "code": "request_too_large" } } }
+            "body_format_override": { "json_format": { "error": { "message": "Request body is larger than the gateway's limit", "type": "invalid_request_error", "code": "request_too_large", "param": null } } }
         }),
     ]})
 }

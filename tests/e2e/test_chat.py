@@ -48,17 +48,16 @@ def test_openai_sdk_plain_chat_reaches_openai_with_provider_secret(gateway, prov
 
 
 def test_openai_sdk_streamed_chat_counts_usage_without_leaking_the_usage_chunk(gateway, providers):
-    mark = gateway.mark()
-    stream = sdk(gateway).chat.completions.create(
+    raw = sdk(gateway).chat.completions.with_raw_response.create(
         model="gpt-4o", messages=[{"role": "user", "content": "Say hello"}], stream=True)
-    chunks = list(stream)
+    chunks = list(raw.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Hello from oa"
     assert all(c.usage is None for c in chunks), "client did not ask for usage"
     [got] = providers["oa"].requests
     assert got["body"]["stream"] is True
     assert got["body"]["stream_options"] == {"include_usage": True}
-    [rec] = gateway.new_records(mark)
+    rec = gateway.record(raw.headers["x-switchyard-request-id"])
     assert rec["stream"] is True and rec["outcome"] == "ok"
     assert (rec["input_tokens"], rec["output_tokens"]) == (11, 7)
     assert rec["ttft_ms"] is not None and rec["ttft_ms"] <= rec["latency_ms"]
@@ -73,12 +72,12 @@ def test_stream_usage_is_forwarded_when_the_client_asks(gateway):
 
 
 def test_embeddings_via_sdk(gateway, providers):
-    mark = gateway.mark()
-    out = sdk(gateway).embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    raw = sdk(gateway).embeddings.with_raw_response.create(model="text-embedding-3-small", input=["a", "b"])
+    out = raw.parse()
     assert len(out.data) == 2 and len(out.data[0].embedding) == 8
     [got] = providers["oa"].requests
     assert got["path"] == "/v1/embeddings"
-    [rec] = gateway.new_records(mark)
+    rec = gateway.record(raw.headers["x-switchyard-request-id"])
     assert rec["endpoint"] == "/v1/embeddings" and rec["input_tokens"] == 11
 
 
@@ -143,11 +142,10 @@ def test_anthropic_tool_calls_translate_back(gateway, providers):
 
 
 def test_anthropic_stream_becomes_openai_chunks_via_sdk(gateway, providers):
-    mark = gateway.mark()
-    stream = sdk(gateway).chat.completions.create(
+    raw = sdk(gateway).chat.completions.with_raw_response.create(
         model="claude-sonnet-4", messages=[{"role": "user", "content": "hi"}], stream=True,
         stream_options={"include_usage": True})
-    chunks = list(stream)
+    chunks = list(raw.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Hello from an"
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -155,7 +153,7 @@ def test_anthropic_stream_becomes_openai_chunks_via_sdk(gateway, providers):
     assert chunks[-1].usage.prompt_tokens == 11 and chunks[-1].usage.completion_tokens == 7
     [got] = providers["an"].requests
     assert got["body"]["stream"] is True
-    [rec] = gateway.new_records(mark)
+    rec = gateway.record(raw.headers["x-switchyard-request-id"])
     assert rec["provider"] == "an" and rec["output_tokens"] == 7 and rec["outcome"] == "ok"
 
 

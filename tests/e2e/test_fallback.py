@@ -9,7 +9,6 @@ from conftest import CLIENT_KEY
 
 def fallback_to_anthropic(gateway, providers, behaviour, stream=False):
     providers["oa"].script(behaviour)
-    mark = gateway.mark()
     r = gateway.chat("reliable-chat", stream=stream)
     body = r.text  # drains a stream too
     assert r.status_code == 200, body
@@ -19,7 +18,7 @@ def fallback_to_anthropic(gateway, providers, behaviour, stream=False):
     assert len(providers["oa"].requests) == 1
     [got] = providers["an"].requests
     assert got["path"] == "/v1/messages" and got["body"]["model"] == "claude-sonnet-4-20250514"
-    [rec] = gateway.new_records(mark)
+    rec = gateway.record(r.headers["x-switchyard-request-id"])
     assert rec["fallback_count"] == 1 and rec["provider"] == "an" and rec["outcome"] == "ok"
     assert [a["provider"] for a in rec["attempts"]] == ["oa", "an"]
     assert rec["attempts"][0]["error"]
@@ -48,24 +47,22 @@ def test_fallback_on_reset(gateway, providers):
 def test_fallback_walks_the_whole_chain(gateway, providers):
     providers["oa"].script("status:500")
     providers["oa2"].script("reset")
-    mark = gateway.mark()
     r = gateway.chat("three-way")
     assert r.status_code == 200, r.text
     assert r.headers["x-switchyard-fallbacks"] == "2"
     assert r.json()["choices"][0]["message"]["content"] == "Hello from an"
-    [rec] = gateway.new_records(mark)
+    rec = gateway.record(r.headers["x-switchyard-request-id"])
     assert [a["provider"] for a in rec["attempts"]] == ["oa", "oa2", "an"]
 
 
 def test_all_backends_failed_is_502_with_the_last_provider_message(gateway, providers):
     providers["oa"].script("status:500")
     providers["an"].script("status:500")
-    mark = gateway.mark()
     r = gateway.chat("reliable-chat")
     assert r.status_code == 502
     err = r.json()["error"]
     assert err["code"] == "all_backends_failed" and err["type"] == "upstream_error"
-    [rec] = gateway.new_records(mark)
+    rec = gateway.record(r.headers["x-switchyard-request-id"])
     assert rec["status"] == 502 and rec["outcome"] == "error" and len(rec["attempts"]) == 2
 
 
@@ -82,38 +79,37 @@ def test_stream_stalling_before_first_token_falls_back(gateway, providers):
 
 def test_stream_truncated_after_first_bytes_ends_with_an_error_event(gateway, providers):
     providers["oa"].script("truncate_stream")
-    mark = gateway.mark()
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
-    stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True)
+    stream = raw.parse()
     got = []
     with pytest.raises(openai.APIError) as exc:
         for c in stream:
             got.append(c)
     assert "stream" in str(exc.value).lower()
     assert got, "some tokens went out before the cut"
-    [rec] = gateway.new_records(mark)
+    rec = gateway.record(raw.headers["x-switchyard-request-id"])
     assert rec["outcome"] == "stream_interrupted" and rec["error"]
     assert len(providers["an"].requests) == 0, "no fallback once bytes were committed"
 
 
 def test_stream_corrupted_mid_way_ends_with_an_error_event(gateway, providers):
     providers["an"].script("corrupt_stream")
-    mark = gateway.mark()
     r = gateway.chat("claude-sonnet-4", stream=True)
     events = [l for l in r.text.split("\n\n") if l.strip()]
     assert '"error"' in events[-1] and "stream_interrupted" in events[-1]
     assert "[DONE]" not in r.text
-    [rec] = gateway.new_records(mark)
+    rec = gateway.record(r.headers["x-switchyard-request-id"])
     assert rec["outcome"] == "stream_interrupted"
 
 
 def test_stream_reset_mid_way_is_an_error_for_the_client_and_the_record(gateway, providers):
     providers["oa"].script("cut_mid_stream")
-    mark = gateway.mark()
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True)
     with pytest.raises(Exception):
-        for _ in client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True):
+        for _ in raw.parse():
             pass
-    [rec] = gateway.new_records(mark)
+    rec = gateway.record(raw.headers["x-switchyard-request-id"])
     assert rec["outcome"] == "stream_interrupted"
     assert rec["attempts"][0]["error"] == "upstream connection lost mid-response"
