@@ -64,7 +64,10 @@ struct Target {
 
 impl Target {
     fn from_args(a: &Args) -> anyhow::Result<Target> {
-        let uri: Uri = a.url.parse().with_context(|| format!("bad --url {}", a.url))?;
+        let uri: Uri = a
+            .url
+            .parse()
+            .with_context(|| format!("bad --url {}", a.url))?;
         if uri.scheme_str() != Some("http") {
             bail!("--url must be http://host:port/path");
         }
@@ -76,8 +79,13 @@ impl Target {
         let path: Uri = uri.path_and_query().map_or("/", |p| p.as_str()).parse()?;
         let mut headers = vec![(HOST, HeaderValue::from_str(authority.as_str())?)];
         for h in &a.headers {
-            let (k, v) = h.split_once(':').with_context(|| format!("--header '{h}' is not 'name: value'"))?;
-            headers.push((HeaderName::from_bytes(k.trim().as_bytes())?, HeaderValue::from_str(v.trim())?));
+            let (k, v) = h
+                .split_once(':')
+                .with_context(|| format!("--header '{h}' is not 'name: value'"))?;
+            headers.push((
+                HeaderName::from_bytes(k.trim().as_bytes())?,
+                HeaderValue::from_str(v.trim())?,
+            ));
         }
         if !a.body.is_empty() && !headers.iter().any(|(k, _)| k == CONTENT_TYPE) {
             headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
@@ -115,7 +123,10 @@ async fn connect(addr: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
 }
 
 /// One request on an existing connection: status and the fully read body.
-async fn send(sender: &mut SendRequest<Full<Bytes>>, target: &Target) -> anyhow::Result<(StatusCode, Bytes)> {
+async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    target: &Target,
+) -> anyhow::Result<(StatusCode, Bytes)> {
     sender.ready().await?;
     let resp = sender.send_request(target.request()).await?;
     let status = resp.status();
@@ -160,7 +171,9 @@ async fn worker(target: Arc<Target>, measure_from: Instant, end: Instant) -> Tal
                 }
             }
         }
-        let Some(sender) = conn.as_mut() else { continue };
+        let Some(sender) = conn.as_mut() else {
+            continue;
+        };
         let started = Instant::now();
         let result = tokio::time::timeout(target.timeout, send(sender, &target)).await;
         let done = Instant::now();
@@ -169,11 +182,19 @@ async fn worker(target: Arc<Target>, measure_from: Instant, end: Instant) -> Tal
             Ok(Ok((StatusCode::OK, _))) => {
                 if started >= measure_from && done <= end {
                     let us = done.duration_since(started).as_micros();
-                    tally.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                    tally
+                        .latencies_us
+                        .push(u32::try_from(us).unwrap_or(u32::MAX));
                 }
             }
             Ok(Ok((status, body))) => {
-                tally.error(in_window, || format!("status {}: {}", status.as_u16(), String::from_utf8_lossy(&body[..body.len().min(300)])));
+                tally.error(in_window, || {
+                    format!(
+                        "status {}: {}",
+                        status.as_u16(),
+                        String::from_utf8_lossy(&body[..body.len().min(300)])
+                    )
+                });
             }
             Ok(Err(e)) => {
                 tally.error(in_window, || format!("request: {e}"));
@@ -200,8 +221,12 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
 async fn run(args: Args) -> anyhow::Result<()> {
     let target = Arc::new(Target::from_args(&args)?);
     if args.once {
-        let mut sender = connect(&target.addr).await.with_context(|| format!("connecting to {}", target.addr))?;
-        let (status, body) = tokio::time::timeout(target.timeout, send(&mut sender, &target)).await.context("request timed out")??;
+        let mut sender = connect(&target.addr)
+            .await
+            .with_context(|| format!("connecting to {}", target.addr))?;
+        let (status, body) = tokio::time::timeout(target.timeout, send(&mut sender, &target))
+            .await
+            .context("request timed out")??;
         println!("{}", status.as_u16());
         println!("{}", String::from_utf8_lossy(&body));
         if status != StatusCode::OK {
@@ -213,7 +238,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.seconds);
-    let tasks: Vec<_> = (0..args.connections.max(1)).map(|_| tokio::spawn(worker(target.clone(), measure_from, end))).collect();
+    let tasks: Vec<_> = (0..args.connections.max(1))
+        .map(|_| tokio::spawn(worker(target.clone(), measure_from, end)))
+        .collect();
     let mut all = Tally::default();
     for t in tasks {
         let tally = t.await?;
@@ -224,7 +251,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     all.latencies_us.sort_unstable();
     let ok = all.latencies_us.len() as u64;
-    let mean_ms = if ok == 0 { 0.0 } else { all.latencies_us.iter().map(|&u| f64::from(u)).sum::<f64>() / ok as f64 / 1000.0 };
+    let mean_ms = if ok == 0 {
+        0.0
+    } else {
+        all.latencies_us.iter().map(|&u| f64::from(u)).sum::<f64>() / ok as f64 / 1000.0
+    };
     let line = serde_json::json!({
         "rps": (ok as f64 / args.seconds * 10.0).round() / 10.0,
         "p50_ms": percentile_ms(&all.latencies_us, 0.50),
@@ -245,9 +276,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
     };
     rt.block_on(run(args))
 }

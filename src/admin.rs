@@ -11,14 +11,18 @@ pub async fn spawn(addr: &str, shared: Arc<Shared>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let shared = shared.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let shared = shared.clone();
                     async move { Ok::<_, std::convert::Infallible>(handle(&shared, req)) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -42,7 +46,10 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(100);
-            json(200, serde_json::json!({ "records": shared.sink.recent(limit), "dropped": shared.sink.dropped() }))
+            json(
+                200,
+                serde_json::json!({ "records": shared.sink.recent(limit), "dropped": shared.sink.dropped() }),
+            )
         }
         "/admin/status" => json(
             200,
@@ -52,6 +59,9 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 "records_dropped": shared.sink.dropped(),
             }),
         ),
-        _ => json(404, serde_json::json!({ "error": { "message": "not found", "type": "invalid_request_error", "code": "unknown_url", "param": null } })),
+        _ => json(
+            404,
+            serde_json::json!({ "error": { "message": "not found", "type": "invalid_request_error", "code": "unknown_url", "param": null } }),
+        ),
     }
 }

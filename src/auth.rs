@@ -16,9 +16,14 @@ impl KeyHash {
 
     /// Parse the config form `sha256:<64 hex>`.
     pub fn parse(s: &str) -> Result<KeyHash, String> {
-        let hex_part = s.strip_prefix("sha256:").ok_or_else(|| format!("key hash '{s}' must start with sha256:"))?;
-        let bytes = hex::decode(hex_part).map_err(|_| "key hash must be 64 hex digits after sha256:".to_string())?;
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| "key hash must be 64 hex digits after sha256:".to_string())?;
+        let hex_part = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("key hash '{s}' must start with sha256:"))?;
+        let bytes = hex::decode(hex_part)
+            .map_err(|_| "key hash must be 64 hex digits after sha256:".to_string())?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "key hash must be 64 hex digits after sha256:".to_string())?;
         Ok(KeyHash(arr))
     }
 
@@ -51,12 +56,17 @@ pub struct Principal {
 
 impl Principal {
     pub fn may_use(&self, model: &str) -> bool {
-        self.allowed_models.as_ref().is_none_or(|m| m.iter().any(|a| a == model))
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|a| a == model))
     }
 }
 
 /// The key a client presented, from `Authorization: Bearer …` or `x-api-key`.
-pub fn presented_key<'a>(authorization: Option<&'a str>, x_api_key: Option<&'a str>) -> Option<&'a str> {
+pub fn presented_key<'a>(
+    authorization: Option<&'a str>,
+    x_api_key: Option<&'a str>,
+) -> Option<&'a str> {
     if let Some(a) = authorization {
         let a = a.trim();
         if a.len() > 7 && a[..7].eq_ignore_ascii_case("bearer ") {

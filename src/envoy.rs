@@ -40,7 +40,10 @@ pub fn chain_cluster(snap: &Snapshot, seq: &[usize]) -> String {
 
 fn split_addr(addr: &str) -> (String, u16) {
     match addr.rsplit_once(':') {
-        Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), p.parse().unwrap_or(0)),
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse().unwrap_or(0),
+        ),
         None => (addr.to_string(), 0),
     }
 }

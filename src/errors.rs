@@ -14,8 +14,19 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    pub fn new(status: u16, kind: &'static str, code: &'static str, message: impl Into<String>) -> Rejection {
-        Rejection { status, kind, code, message: message.into(), param: None }
+    pub fn new(
+        status: u16,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Rejection {
+        Rejection {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            param: None,
+        }
     }
 
     pub fn with_param(mut self, param: Option<String>) -> Rejection {
@@ -31,25 +42,55 @@ impl Rejection {
     }
 
     pub fn missing_key() -> Rejection {
-        Rejection::new(401, "authentication_error", "missing_api_key", "Missing API key: send `Authorization: Bearer sk-…` or `x-api-key: sk-…`")
+        Rejection::new(
+            401,
+            "authentication_error",
+            "missing_api_key",
+            "Missing API key: send `Authorization: Bearer sk-…` or `x-api-key: sk-…`",
+        )
     }
     pub fn unknown_key() -> Rejection {
-        Rejection::new(401, "authentication_error", "invalid_api_key", "Invalid API key")
+        Rejection::new(
+            401,
+            "authentication_error",
+            "invalid_api_key",
+            "Invalid API key",
+        )
     }
     pub fn malformed(message: impl Into<String>) -> Rejection {
         Rejection::new(400, "invalid_request_error", "invalid_request", message)
     }
     pub fn too_large(limit: u64) -> Rejection {
-        Rejection::new(413, "invalid_request_error", "request_too_large", format!("Request body is larger than the gateway's limit of {limit} bytes"))
+        Rejection::new(
+            413,
+            "invalid_request_error",
+            "request_too_large",
+            format!("Request body is larger than the gateway's limit of {limit} bytes"),
+        )
     }
     pub fn not_found_path(path: &str) -> Rejection {
-        Rejection::new(404, "invalid_request_error", "unknown_url", format!("Unknown endpoint: {path}"))
+        Rejection::new(
+            404,
+            "invalid_request_error",
+            "unknown_url",
+            format!("Unknown endpoint: {path}"),
+        )
     }
     pub fn method_not_allowed(method: &str, path: &str) -> Rejection {
-        Rejection::new(405, "invalid_request_error", "method_not_allowed", format!("{method} is not supported on {path}"))
+        Rejection::new(
+            405,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("{method} is not supported on {path}"),
+        )
     }
     pub fn all_failed(detail: &str) -> Rejection {
-        Rejection::new(502, "upstream_error", "all_backends_failed", format!("All backends failed; last error: {detail}"))
+        Rejection::new(
+            502,
+            "upstream_error",
+            "all_backends_failed",
+            format!("All backends failed; last error: {detail}"),
+        )
     }
     pub fn internal(message: impl Into<String>) -> Rejection {
         Rejection::new(500, "internal_error", "internal_error", message)
@@ -60,9 +101,21 @@ impl From<&RouteError> for Rejection {
     // Exhaustive on purpose: a new variant must decide its status here.
     fn from(e: &RouteError) -> Rejection {
         match e {
-            RouteError::UnknownModel(_) => Rejection::new(404, "invalid_request_error", "model_not_found", e.to_string()),
-            RouteError::Disabled(_) => Rejection::new(404, "invalid_request_error", "model_not_found", e.to_string()),
-            RouteError::NotAllowed(_) => Rejection::new(403, "permission_error", "model_not_allowed", e.to_string()),
+            RouteError::UnknownModel(_) => Rejection::new(
+                404,
+                "invalid_request_error",
+                "model_not_found",
+                e.to_string(),
+            ),
+            RouteError::Disabled(_) => Rejection::new(
+                404,
+                "invalid_request_error",
+                "model_not_found",
+                e.to_string(),
+            ),
+            RouteError::NotAllowed(_) => {
+                Rejection::new(403, "permission_error", "model_not_allowed", e.to_string())
+            }
         }
     }
 }
@@ -70,13 +123,26 @@ impl From<&RouteError> for Rejection {
 impl From<&TranslateError> for Rejection {
     fn from(e: &TranslateError) -> Rejection {
         match e {
-            TranslateError::Unsupported { param, .. } => {
-                Rejection::new(400, "invalid_request_error", "unsupported_parameter", e.to_string()).with_param(param.clone())
-            }
-            TranslateError::Invalid { param, .. } => {
-                Rejection::new(400, "invalid_request_error", "invalid_request", e.to_string()).with_param(param.clone())
-            }
-            TranslateError::BadUpstream(_) => Rejection::new(502, "upstream_error", "bad_upstream_response", e.to_string()),
+            TranslateError::Unsupported { param, .. } => Rejection::new(
+                400,
+                "invalid_request_error",
+                "unsupported_parameter",
+                e.to_string(),
+            )
+            .with_param(param.clone()),
+            TranslateError::Invalid { param, .. } => Rejection::new(
+                400,
+                "invalid_request_error",
+                "invalid_request",
+                e.to_string(),
+            )
+            .with_param(param.clone()),
+            TranslateError::BadUpstream(_) => Rejection::new(
+                502,
+                "upstream_error",
+                "bad_upstream_response",
+                e.to_string(),
+            ),
         }
     }
 }

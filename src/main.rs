@@ -12,7 +12,11 @@ use switchyard::server::{self, Addrs, Loader};
 use switchyard::up;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "LLM gateway as an Envoy ext_proc sidecar")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "LLM gateway as an Envoy ext_proc sidecar"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -131,9 +135,12 @@ enum RouteCmd {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| "info".into());
     let json = std::env::var("SWITCHYARD_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json { b.json().init() } else { b.init() }
 }
 
@@ -141,7 +148,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Lint { file } => lint(&file),
-        Cmd::Keys { cmd: KeysCmd::Create { name } } => {
+        Cmd::Keys {
+            cmd: KeysCmd::Create { name },
+        } => {
             let key = mint_key();
             let hash = KeyHash::of(&key);
             println!("{key}");
@@ -149,23 +158,56 @@ fn main() -> anyhow::Result<()> {
             eprintln!("keys:\n  - name: {name}\n    hash: \"{hash}\"");
             Ok(())
         }
-        Cmd::Logs { cmd: LogsCmd::Tail { config, file, limit, output, filter } } => logs_tail(config, file, limit, &output, &filter),
-        Cmd::Route { cmd: RouteCmd::Explain { config, model, session_id } } => explain(&config, &model, session_id.as_deref()),
-        Cmd::Bootstrap { config, proxy, extproc, envoy_admin } => {
+        Cmd::Logs {
+            cmd:
+                LogsCmd::Tail {
+                    config,
+                    file,
+                    limit,
+                    output,
+                    filter,
+                },
+        } => logs_tail(config, file, limit, &output, &filter),
+        Cmd::Route {
+            cmd:
+                RouteCmd::Explain {
+                    config,
+                    model,
+                    session_id,
+                },
+        } => explain(&config, &model, session_id.as_deref()),
+        Cmd::Bootstrap {
+            config,
+            proxy,
+            extproc,
+            envoy_admin,
+        } => {
             let snap = Snapshot::from_file(&config)?;
             let proxy = proxy.unwrap_or_else(|| snap.listen.proxy.clone());
             let extproc = extproc.unwrap_or_else(|| snap.listen.extproc.clone());
-            let b = switchyard::envoy::bootstrap(&snap, &BootstrapOptions { proxy: &proxy, envoy_admin: &envoy_admin, extproc: &extproc });
+            let b = switchyard::envoy::bootstrap(
+                &snap,
+                &BootstrapOptions {
+                    proxy: &proxy,
+                    envoy_admin: &envoy_admin,
+                    extproc: &extproc,
+                },
+            );
             print!("{}", serde_yaml::to_string(&b)?);
             Ok(())
         }
         Cmd::Serve { config, listen } => {
             init_tracing();
             runtime()?.block_on(async move {
-                let loader = Loader { path: server::resolve_path(&config), session_keys: vec![] };
+                let loader = Loader {
+                    path: server::resolve_path(&config),
+                    session_keys: vec![],
+                };
                 let snap = loader.load()?;
                 let addrs = Addrs {
-                    extproc: listen.extproc.unwrap_or_else(|| snap.listen.extproc.clone()),
+                    extproc: listen
+                        .extproc
+                        .unwrap_or_else(|| snap.listen.extproc.clone()),
                     admin: listen.admin.unwrap_or_else(|| snap.listen.admin.clone()),
                 };
                 server::start(loader, addrs).await?;
@@ -173,15 +215,33 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        Cmd::Up { config, listen, proxy, envoy_admin, envoy, workdir, demo_key } => {
+        Cmd::Up {
+            config,
+            listen,
+            proxy,
+            envoy_admin,
+            envoy,
+            workdir,
+            demo_key,
+        } => {
             init_tracing();
-            runtime()?.block_on(run_up(config, listen, proxy, envoy_admin, envoy, workdir, demo_key))
+            runtime()?.block_on(run_up(
+                config,
+                listen,
+                proxy,
+                envoy_admin,
+                envoy,
+                workdir,
+                demo_key,
+            ))
         }
     }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 async fn shutdown_signal() {
@@ -203,16 +263,41 @@ async fn run_up(
 ) -> anyhow::Result<()> {
     let envoy_bin = up::find_envoy(envoy.as_deref())?;
     let demo_key = demo_key.unwrap_or_else(mint_key);
-    let demo = Arc::new(Principal { id: KeyHash::of(&demo_key).short_id(), name: "demo".into(), allowed_models: None, routing: None });
-    let loader = Loader { path: server::resolve_path(&config), session_keys: vec![(KeyHash::of(&demo_key), demo)] };
+    let demo = Arc::new(Principal {
+        id: KeyHash::of(&demo_key).short_id(),
+        name: "demo".into(),
+        allowed_models: None,
+        routing: None,
+    });
+    let loader = Loader {
+        path: server::resolve_path(&config),
+        session_keys: vec![(KeyHash::of(&demo_key), demo)],
+    };
     let snap = loader.load()?;
     let proxy = proxy.unwrap_or_else(|| snap.listen.proxy.clone());
     let addrs = Addrs {
-        extproc: listen.extproc.unwrap_or_else(|| snap.listen.extproc.clone()),
+        extproc: listen
+            .extproc
+            .unwrap_or_else(|| snap.listen.extproc.clone()),
         admin: listen.admin.unwrap_or_else(|| snap.listen.admin.clone()),
     };
-    let bootstrap = up::write_bootstrap(&snap, &BootstrapOptions { proxy: &proxy, envoy_admin: &envoy_admin, extproc: &addrs.extproc }, &workdir)?;
-    server::start(loader, Addrs { extproc: addrs.extproc.clone(), admin: addrs.admin.clone() }).await?;
+    let bootstrap = up::write_bootstrap(
+        &snap,
+        &BootstrapOptions {
+            proxy: &proxy,
+            envoy_admin: &envoy_admin,
+            extproc: &addrs.extproc,
+        },
+        &workdir,
+    )?;
+    server::start(
+        loader,
+        Addrs {
+            extproc: addrs.extproc.clone(),
+            admin: addrs.admin.clone(),
+        },
+    )
+    .await?;
     let log_path = workdir.join("envoy.log");
     let mut child = up::spawn_envoy(&envoy_bin, &bootstrap, &log_path)?;
     up::wait_ready(&envoy_admin, &mut child, &log_path).await?;
@@ -222,7 +307,9 @@ async fn run_up(
     println!("  Demo key:        {demo_key}");
     println!("  Admin:           http://{}/healthz", addrs.admin);
     println!("  Envoy log:       {}", log_path.display());
-    println!("Try:  curl http://{host}/v1/chat/completions -H 'Authorization: Bearer {demo_key}' -H 'content-type: application/json' -d '{{\"model\":\"demo-chat\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
+    println!(
+        "Try:  curl http://{host}/v1/chat/completions -H 'Authorization: Bearer {demo_key}' -H 'content-type: application/json' -d '{{\"model\":\"demo-chat\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
+    );
     tokio::select! {
         _ = shutdown_signal() => {}
         status = child.wait() => {
@@ -242,7 +329,14 @@ fn lint(file: &std::path::Path) -> anyhow::Result<()> {
             for w in &snap.warnings {
                 println!("{}: warning: {w}", file.display());
             }
-            println!("{}: ok ({} providers, {} models, {} model groups, {} keys)", file.display(), snap.providers.len(), snap.models.len(), snap.groups.len(), snap.keys.len());
+            println!(
+                "{}: ok ({} providers, {} models, {} model groups, {} keys)",
+                file.display(),
+                snap.providers.len(),
+                snap.models.len(),
+                snap.groups.len(),
+                snap.keys.len()
+            );
             Ok(())
         }
         Err(errors) => {
@@ -252,7 +346,13 @@ fn lint(file: &std::path::Path) -> anyhow::Result<()> {
     }
 }
 
-fn logs_tail(config: Option<PathBuf>, file: Option<PathBuf>, limit: usize, output: &str, filter: &[String]) -> anyhow::Result<()> {
+fn logs_tail(
+    config: Option<PathBuf>,
+    file: Option<PathBuf>,
+    limit: usize,
+    output: &str,
+    filter: &[String],
+) -> anyhow::Result<()> {
     let path = match (file, config) {
         (Some(f), _) => f,
         (None, Some(c)) => Snapshot::from_file(&c)?.records.path,
@@ -260,15 +360,38 @@ fn logs_tail(config: Option<PathBuf>, file: Option<PathBuf>, limit: usize, outpu
     };
     let filters: Vec<(String, String)> = filter
         .iter()
-        .map(|f| f.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).context("--filter takes key=value"))
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .context("--filter takes key=value")
+        })
         .collect::<anyhow::Result<_>>()?;
-    let records = record::read_file(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut picked: Vec<_> = records.into_iter().rev().filter(|r| record::matches(r, &filters)).take(limit).collect();
+    let records =
+        record::read_file(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut picked: Vec<_> = records
+        .into_iter()
+        .rev()
+        .filter(|r| record::matches(r, &filters))
+        .take(limit)
+        .collect();
     picked.reverse();
     match output {
         "json" => println!("{}", serde_json::to_string_pretty(&picked)?),
         "table" => {
-            println!("{:<26} {:<20} {:<18} {:<22} {:<12} {:>6} {:>4} {:>7} {:>7} {:>9} {:>10}", "id", "ts", "requested", "resolved", "provider", "status", "fb", "in", "out", "ms", "usd");
+            println!(
+                "{:<26} {:<20} {:<18} {:<22} {:<12} {:>6} {:>4} {:>7} {:>7} {:>9} {:>10}",
+                "id",
+                "ts",
+                "requested",
+                "resolved",
+                "provider",
+                "status",
+                "fb",
+                "in",
+                "out",
+                "ms",
+                "usd"
+            );
             for r in &picked {
                 println!(
                     "{:<26} {:<20} {:<18} {:<22} {:<12} {:>6} {:>4} {:>7} {:>7} {:>9.1} {:>10.6}",
@@ -293,13 +416,24 @@ fn logs_tail(config: Option<PathBuf>, file: Option<PathBuf>, limit: usize, outpu
 
 fn explain(config: &std::path::Path, model: &str, session_id: Option<&str>) -> anyhow::Result<()> {
     let snap = Snapshot::from_file(config)?;
-    let anyone = Principal { id: "explain".into(), name: "explain".into(), allowed_models: None, routing: None };
+    let anyone = Principal {
+        id: "explain".into(),
+        name: "explain".into(),
+        allowed_models: None,
+        routing: None,
+    };
     let attrs = switchyard::routing::RequestAttrs { model, session_id };
     match switchyard::routing::plan(&snap, &anyone, &attrs, 0) {
         Ok(plan) => {
             println!("route: {}  strategy: {}", plan.route, plan.strategy);
             for (i, a) in plan.attempts.iter().enumerate() {
-                println!("  {}. {} on {} (timeout {} ms)", i + 1, a.target.provider_model, snap.providers[a.target.provider].id, a.timeout_ms);
+                println!(
+                    "  {}. {} on {} (timeout {} ms)",
+                    i + 1,
+                    a.target.provider_model,
+                    snap.providers[a.target.provider].id,
+                    a.timeout_ms
+                );
             }
             Ok(())
         }

@@ -66,7 +66,11 @@ impl RecordSink {
     pub fn start(path: PathBuf, ring: usize) -> RecordSink {
         let (tx, mut rx) = mpsc::channel::<Record>(CHANNEL);
         let ring_buf = Arc::new(Mutex::new(VecDeque::with_capacity(ring.min(1024))));
-        let sink = RecordSink { tx, ring: ring_buf.clone(), dropped: Arc::new(AtomicU64::new(0)) };
+        let sink = RecordSink {
+            tx,
+            ring: ring_buf.clone(),
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(256);
             while rx.recv_many(&mut batch, 256).await > 0 {
@@ -100,14 +104,19 @@ impl RecordSink {
         if let Err(e) = self.tx.try_send(record) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             let id = match &e {
-                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r.id.clone(),
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => {
+                    r.id.clone()
+                }
             };
             tracing::error!(request_id = %id, dropped_total = n, "request record dropped: record queue is full or closed");
         }
     }
 
     pub fn recent(&self, limit: usize) -> Vec<Record> {
-        self.ring.lock().map(|q| q.iter().rev().take(limit).rev().cloned().collect()).unwrap_or_default()
+        self.ring
+            .lock()
+            .map(|q| q.iter().rev().take(limit).rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn dropped(&self) -> u64 {
@@ -116,20 +125,28 @@ impl RecordSink {
 }
 
 fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     f.write_all(bytes)
 }
 
 /// Read records back from a JSON-lines file (for `logs tail`), newest last.
 pub fn read_file(path: &Path) -> std::io::Result<Vec<Record>> {
     let text = std::fs::read_to_string(path)?;
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }
 
 /// `key=value` filters for `logs tail`: model (requested or resolved), provider, status, key, outcome.
 pub fn matches(r: &Record, filters: &[(String, String)]) -> bool {
     filters.iter().all(|(k, v)| match k.as_str() {
-        "model" => r.requested_model.as_deref() == Some(v) || r.resolved_model.as_deref() == Some(v),
+        "model" => {
+            r.requested_model.as_deref() == Some(v) || r.resolved_model.as_deref() == Some(v)
+        }
         "resolved_model" => r.resolved_model.as_deref() == Some(v),
         "provider" => r.provider.as_deref() == Some(v),
         "status" => r.status.to_string() == *v,

@@ -62,7 +62,10 @@ pub async fn start(loader: Loader, addrs: Addrs) -> anyhow::Result<Running> {
         });
     } else {
         let listener = tokio::net::TcpListener::bind(&addrs.extproc).await?;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // `Server::tcp_nodelay` does not apply to a listener we bind ourselves; without it small
+        // ext_proc replies wait on delayed ACKs (~40 ms per message).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tokio::spawn(async move {
             if let Err(e) = router.serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "ext_proc server stopped");
@@ -82,7 +85,9 @@ fn spawn_watcher(loader: Loader, live: Arc<ArcSwap<Snapshot>>) {
         let mut tick = tokio::time::interval(Duration::from_millis(300));
         loop {
             tick.tick().await;
-            let Ok(bytes) = tokio::fs::read(&path).await else { continue };
+            let Ok(bytes) = tokio::fs::read(&path).await else {
+                continue;
+            };
             if last.as_deref() == Some(&bytes[..]) {
                 continue;
             }

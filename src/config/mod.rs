@@ -5,7 +5,6 @@
 
 pub mod raw;
 
-
 use crate::auth::{KeyHash, Principal};
 use raw::RawConfig;
 use std::collections::{BTreeSet, HashMap};
@@ -61,7 +60,11 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 fn err(path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> ConfigError {
-    ConfigError { path: path.into(), message: message.into(), fix: fix.into() }
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+        fix: fix.into(),
+    }
 }
 
 // === Secrets ===
@@ -120,7 +123,9 @@ impl Endpoint {
         } else if let Some(r) = url.strip_prefix("http://") {
             (false, r)
         } else {
-            return Err(format!("base_url '{url}' must start with http:// or https://"));
+            return Err(format!(
+                "base_url '{url}' must start with http:// or https://"
+            ));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -128,7 +133,9 @@ impl Endpoint {
         };
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p.parse::<u16>().map_err(|_| format!("bad port in base_url '{url}'"))?;
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("bad port in base_url '{url}'"))?;
                 (h, port)
             }
             _ => (authority, if tls { 443 } else { 80 }),
@@ -138,7 +145,10 @@ impl Endpoint {
         }
         Ok(Endpoint {
             tls,
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port,
             prefix: path.trim_end_matches('/').to_string(),
         })
@@ -147,7 +157,11 @@ impl Endpoint {
     /// The `:authority` sent upstream (port only when not the scheme's default).
     pub fn authority(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
-        if self.port == default { self.host.clone() } else { format!("{}:{}", self.host, self.port) }
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -234,8 +248,9 @@ impl Group {
     /// Envoy bootstrap gets one cluster chain per distinct provider sequence among them, so the
     /// two can never disagree.
     pub fn orders(&self) -> Vec<Vec<usize>> {
-        let enabled: Vec<usize> =
-            (0..self.members.len()).filter(|&i| self.members[i].target.enabled).collect();
+        let enabled: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].target.enabled)
+            .collect();
         match self.strategy {
             Strategy::Fallback => vec![enabled],
             Strategy::Weighted => enabled
@@ -294,7 +309,11 @@ impl Snapshot {
     pub fn from_file(path: &Path) -> Result<Snapshot, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
             file: path.to_path_buf(),
-            errors: vec![err("", format!("cannot read file: {e}"), "check the path and permissions")],
+            errors: vec![err(
+                "",
+                format!("cannot read file: {e}"),
+                "check the path and permissions",
+            )],
         })?;
         Self::from_yaml(&text, path)
     }
@@ -320,7 +339,10 @@ impl Snapshot {
         };
         let limits = Limits {
             max_body_bytes: raw.limits.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
-            request_timeout_ms: raw.limits.request_timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
+            request_timeout_ms: raw
+                .limits
+                .request_timeout_ms
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
             default_timeout_ms: raw.limits.default_timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
         };
         let records = Records {
@@ -333,8 +355,11 @@ impl Snapshot {
         };
 
         let providers = build_providers(raw.providers, base_dir, &mut errors, &mut warnings);
-        let provider_ix: HashMap<&str, usize> =
-            providers.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
+        let provider_ix: HashMap<&str, usize> = providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.as_str(), i))
+            .collect();
 
         let mut models = HashMap::new();
         let mut model_order = Vec::new();
@@ -344,7 +369,11 @@ impl Snapshot {
                 errors.push(err(
                     format!("{path}.provider"),
                     format!("unknown provider '{}' for model '{}'", m.provider, m.name),
-                    format!("add a provider with id '{}' under providers:, or use one of: {}", m.provider, known(provider_ix.keys())),
+                    format!(
+                        "add a provider with id '{}' under providers:, or use one of: {}",
+                        m.provider,
+                        known(provider_ix.keys())
+                    ),
                 ));
                 continue;
             };
@@ -352,12 +381,20 @@ impl Snapshot {
                 None | Some("enabled") => true,
                 Some("disabled") => false,
                 Some(other) => {
-                    errors.push(err(format!("{path}.status"), format!("unknown status '{other}'"), "use enabled or disabled"));
+                    errors.push(err(
+                        format!("{path}.status"),
+                        format!("unknown status '{other}'"),
+                        "use enabled or disabled",
+                    ));
                     true
                 }
             };
             if models.contains_key(&m.name) {
-                errors.push(err(format!("{path}.name"), format!("duplicate model name '{}'", m.name), "model names must be unique; remove or rename one"));
+                errors.push(err(
+                    format!("{path}.name"),
+                    format!("duplicate model name '{}'", m.name),
+                    "model names must be unique; remove or rename one",
+                ));
                 continue;
             }
             model_order.push(m.name.clone());
@@ -369,20 +406,33 @@ impl Snapshot {
                     provider,
                     context_window: m.context_window,
                     max_output_tokens: m.max_output_tokens,
-                    pricing: m.pricing.map(|p| Pricing { input_per_mtok: p.input_per_mtok, output_per_mtok: p.output_per_mtok }).unwrap_or_default(),
+                    pricing: m
+                        .pricing
+                        .map(|p| Pricing {
+                            input_per_mtok: p.input_per_mtok,
+                            output_per_mtok: p.output_per_mtok,
+                        })
+                        .unwrap_or_default(),
                     capabilities: m.capabilities,
                     enabled,
                 },
             );
         }
 
-        let resolve = |path: &str, model: &str, provider: Option<&str>, errors: &mut Vec<ConfigError>| -> Option<Target> {
+        let resolve = |path: &str,
+                       model: &str,
+                       provider: Option<&str>,
+                       errors: &mut Vec<ConfigError>|
+         -> Option<Target> {
             if let Some(pid) = provider {
                 let Some(&p) = provider_ix.get(pid) else {
                     errors.push(err(
                         format!("{path}.provider"),
                         format!("unknown provider '{pid}' in model group"),
-                        format!("add a provider with id '{pid}' under providers:, or use one of: {}", known(provider_ix.keys())),
+                        format!(
+                            "add a provider with id '{pid}' under providers:, or use one of: {}",
+                            known(provider_ix.keys())
+                        ),
                     ));
                     return None;
                 };
@@ -390,7 +440,8 @@ impl Snapshot {
                 let cat = models.get(model).filter(|m| m.provider == p);
                 return Some(Target {
                     provider: p,
-                    provider_model: cat.map_or_else(|| model.to_string(), |m| m.provider_model.clone()),
+                    provider_model: cat
+                        .map_or_else(|| model.to_string(), |m| m.provider_model.clone()),
                     catalog: cat.map(|m| m.name.clone()),
                     pricing: cat.map(|m| m.pricing).unwrap_or_default(),
                     max_output_tokens: cat.and_then(|m| m.max_output_tokens),
@@ -414,34 +465,62 @@ impl Snapshot {
         for (gi, g) in raw.model_groups.into_iter().enumerate() {
             let path = format!("model_groups[{gi}]");
             if groups.contains_key(&g.name) {
-                errors.push(err(format!("{path}.name"), format!("duplicate model group name '{}'", g.name), "group names must be unique; rename or merge the groups"));
+                errors.push(err(
+                    format!("{path}.name"),
+                    format!("duplicate model group name '{}'", g.name),
+                    "group names must be unique; rename or merge the groups",
+                ));
                 continue;
             }
             if models.contains_key(&g.name) {
-                warnings.push(format!("{path}.name: group '{}' shadows the catalog model of the same name", g.name));
+                warnings.push(format!(
+                    "{path}.name: group '{}' shadows the catalog model of the same name",
+                    g.name
+                ));
             }
             let strategy = match g.strategy.as_deref() {
                 None | Some("fallback") => Strategy::Fallback,
                 Some("weighted") => Strategy::Weighted,
                 Some(s @ ("lowest_cost" | "least_latency" | "cost" | "intelligent")) => {
-                    errors.push(err(format!("{path}.strategy"), format!("strategy '{s}' is not available in this build"), "use fallback or weighted"));
+                    errors.push(err(
+                        format!("{path}.strategy"),
+                        format!("strategy '{s}' is not available in this build"),
+                        "use fallback or weighted",
+                    ));
                     Strategy::Fallback
                 }
                 Some(s) => {
-                    errors.push(err(format!("{path}.strategy"), format!("unknown strategy '{s}'"), "use fallback or weighted"));
+                    errors.push(err(
+                        format!("{path}.strategy"),
+                        format!("unknown strategy '{s}'"),
+                        "use fallback or weighted",
+                    ));
                     Strategy::Fallback
                 }
             };
             if g.models.is_empty() {
-                errors.push(err(format!("{path}.models"), format!("model group '{}' has no models", g.name), "list at least one model"));
+                errors.push(err(
+                    format!("{path}.models"),
+                    format!("model group '{}' has no models", g.name),
+                    "list at least one model",
+                ));
             }
             if g.models.len() > MAX_CHAIN {
-                errors.push(err(format!("{path}.models"), format!("model group '{}' has {} models; at most {MAX_CHAIN} are supported", g.name, g.models.len()), "split the group"));
+                errors.push(err(
+                    format!("{path}.models"),
+                    format!(
+                        "model group '{}' has {} models; at most {MAX_CHAIN} are supported",
+                        g.name,
+                        g.models.len()
+                    ),
+                    "split the group",
+                ));
             }
             let mut members = Vec::new();
             for (mi, m) in g.models.iter().enumerate() {
                 let mpath = format!("{path}.models[{mi}]");
-                if let Some(target) = resolve(&mpath, &m.model, m.provider.as_deref(), &mut errors) {
+                if let Some(target) = resolve(&mpath, &m.model, m.provider.as_deref(), &mut errors)
+                {
                     members.push(Member {
                         target,
                         timeout_ms: m.timeout_ms.unwrap_or(limits.default_timeout_ms),
@@ -452,7 +531,12 @@ impl Snapshot {
             }
             if strategy == Strategy::Weighted {
                 let given = g.models.iter().filter(|m| m.weight.is_some()).count();
-                let sum: u64 = g.models.iter().filter_map(|m| m.weight).map(u64::from).sum();
+                let sum: u64 = g
+                    .models
+                    .iter()
+                    .filter_map(|m| m.weight)
+                    .map(u64::from)
+                    .sum();
                 if given == 0 {
                     // No weights: an even split.
                     members.iter_mut().for_each(|m| m.weight = 1);
@@ -464,7 +548,15 @@ impl Snapshot {
                     ));
                 }
             }
-            groups.insert(g.name.clone(), Group { name: g.name, strategy, session_affinity: g.session_affinity, members });
+            groups.insert(
+                g.name.clone(),
+                Group {
+                    name: g.name,
+                    strategy,
+                    session_affinity: g.session_affinity,
+                    members,
+                },
+            );
         }
 
         let mut keys = HashMap::new();
@@ -478,27 +570,72 @@ impl Snapshot {
                 }
             };
             let routing = k.routing.and_then(|r| {
-                build_key_routing(&format!("{path}.routing"), &k.name, r, &limits, &resolve, &mut errors, &mut warnings)
+                build_key_routing(
+                    &format!("{path}.routing"),
+                    &k.name,
+                    r,
+                    &limits,
+                    &resolve,
+                    &mut errors,
+                    &mut warnings,
+                )
             });
             if let Some(rl) = &k.rate_limit
-                && (rl.total_tokens_per_hour | rl.input_tokens_per_hour | rl.output_tokens_per_hour) != 0
+                && (rl.total_tokens_per_hour | rl.input_tokens_per_hour | rl.output_tokens_per_hour)
+                    != 0
             {
-                warnings.push(format!("{path}.rate_limit: token limits are parsed but not enforced by this build"));
+                warnings.push(format!(
+                    "{path}.rate_limit: token limits are parsed but not enforced by this build"
+                ));
             }
-            if keys.insert(hash, Arc::new(Principal { id: hash.short_id(), name: k.name.clone(), allowed_models: k.allowed_models, routing })).is_some() {
-                errors.push(err(format!("{path}.hash"), format!("key '{}' has the same hash as another key", k.name), "every key needs its own secret; create a new one"));
+            if keys
+                .insert(
+                    hash,
+                    Arc::new(Principal {
+                        id: hash.short_id(),
+                        name: k.name.clone(),
+                        allowed_models: k.allowed_models,
+                        routing,
+                    }),
+                )
+                .is_some()
+            {
+                errors.push(err(
+                    format!("{path}.hash"),
+                    format!("key '{}' has the same hash as another key", k.name),
+                    "every key needs its own secret; create a new one",
+                ));
             }
         }
 
         if !errors.is_empty() {
-            return Err(ConfigErrors { file: file.to_path_buf(), errors });
+            return Err(ConfigErrors {
+                file: file.to_path_buf(),
+                errors,
+            });
         }
-        Ok(Snapshot { listen, limits, records, providers, models, model_order, groups, keys, redis_url: raw.store.redis_url, warnings })
+        Ok(Snapshot {
+            listen,
+            limits,
+            records,
+            providers,
+            models,
+            model_order,
+            groups,
+            keys,
+            redis_url: raw.store.redis_url,
+            warnings,
+        })
     }
 
     /// Every group-like routing table in the config: model groups and active key routes.
     pub fn all_groups(&self) -> impl Iterator<Item = &Group> {
-        self.groups.values().chain(self.keys.values().filter_map(|k| k.routing.as_ref()).map(|r| &r.group))
+        self.groups.values().chain(
+            self.keys
+                .values()
+                .filter_map(|k| k.routing.as_ref())
+                .map(|r| &r.group),
+        )
     }
 
     /// Provider sequences Envoy needs a cluster chain for, derived from the same `orders` the
@@ -510,7 +647,11 @@ impl Snapshot {
         }
         for g in self.all_groups() {
             for order in g.orders() {
-                let seq: Vec<usize> = order.iter().map(|&i| g.members[i].target.provider).take(MAX_CHAIN).collect();
+                let seq: Vec<usize> = order
+                    .iter()
+                    .map(|&i| g.members[i].target.provider)
+                    .take(MAX_CHAIN)
+                    .collect();
                 if !seq.is_empty() {
                     out.insert(seq);
                 }
@@ -541,12 +682,15 @@ pub struct KeyRouting {
     pub names: Vec<Option<String>>,
 }
 
+/// Resolves a (path, model, optional provider) reference to a target, recording errors.
+type Resolver<'a> = dyn Fn(&str, &str, Option<&str>, &mut Vec<ConfigError>) -> Option<Target> + 'a;
+
 fn build_key_routing(
     path: &str,
     key_name: &str,
     r: raw::RawRouting,
     limits: &Limits,
-    resolve: &dyn Fn(&str, &str, Option<&str>, &mut Vec<ConfigError>) -> Option<Target>,
+    resolve: &Resolver<'_>,
     errors: &mut Vec<ConfigError>,
     warnings: &mut Vec<String>,
 ) -> Option<KeyRouting> {
@@ -558,18 +702,32 @@ fn build_key_routing(
             Strategy::Fallback
         }
         Some(s) => {
-            errors.push(err(format!("{path}.strategy"), format!("unknown strategy '{s}'"), "use fallback, traffic_split or rules"));
+            errors.push(err(
+                format!("{path}.strategy"),
+                format!("unknown strategy '{s}'"),
+                "use fallback, traffic_split or rules",
+            ));
             return None;
         }
     };
     if !r.rules.is_empty() {
-        warnings.push(format!("{path}.rules: rules are not evaluated by this build"));
+        warnings.push(format!(
+            "{path}.rules: rules are not evaluated by this build"
+        ));
     }
     if r.active && r.routes.is_empty() {
-        errors.push(err(format!("{path}.routes"), format!("active routing for key '{key_name}' has no routes"), "add routes, or set active: false"));
+        errors.push(err(
+            format!("{path}.routes"),
+            format!("active routing for key '{key_name}' has no routes"),
+            "add routes, or set active: false",
+        ));
     }
-    let mut routes: Vec<(u32, usize, &raw::RawRoute)> =
-        r.routes.iter().enumerate().map(|(i, rt)| (rt.priority.unwrap_or(i as u32), i, rt)).collect();
+    let mut routes: Vec<(u32, usize, &raw::RawRoute)> = r
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, rt)| (rt.priority.unwrap_or(i as u32), i, rt))
+        .collect();
     routes.sort_by_key(|(p, i, _)| (*p, *i));
     let mut members = Vec::new();
     let mut names = Vec::new();
@@ -586,21 +744,44 @@ fn build_key_routing(
     }
     Some(KeyRouting {
         active: r.active,
-        group: Group { name: format!("key:{key_name}"), strategy, session_affinity: false, members },
+        group: Group {
+            name: format!("key:{key_name}"),
+            strategy,
+            session_affinity: false,
+            members,
+        },
         names,
     })
 }
 
-fn build_providers(raw: Vec<raw::RawProvider>, base_dir: &Path, errors: &mut Vec<ConfigError>, warnings: &mut Vec<String>) -> Vec<Provider> {
+fn build_providers(
+    raw: Vec<raw::RawProvider>,
+    base_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Vec<Provider> {
     let mut out: Vec<Provider> = Vec::new();
     for (i, p) in raw.into_iter().enumerate() {
         let path = format!("providers[{i}]");
         if out.iter().any(|q| q.id == p.id) {
-            errors.push(err(format!("{path}.id"), format!("duplicate provider id '{}'", p.id), "provider ids must be unique"));
+            errors.push(err(
+                format!("{path}.id"),
+                format!("duplicate provider id '{}'", p.id),
+                "provider ids must be unique",
+            ));
             continue;
         }
-        if p.id.is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            errors.push(err(format!("{path}.id"), format!("provider id '{}' must be letters, digits, '-' or '_'", p.id), "rename the provider"));
+        if p.id.is_empty()
+            || !p
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            errors.push(err(
+                format!("{path}.id"),
+                format!("provider id '{}' must be letters, digits, '-' or '_'", p.id),
+                "rename the provider",
+            ));
             continue;
         }
         let kind = match p.kind.as_str() {
@@ -608,7 +789,11 @@ fn build_providers(raw: Vec<raw::RawProvider>, base_dir: &Path, errors: &mut Vec
             "openai_compatible" => ProviderKind::OpenAiCompatible,
             "anthropic" => ProviderKind::Anthropic,
             k @ ("azure_openai" | "gemini" | "vertex" | "bedrock" | "cohere") => {
-                errors.push(err(format!("{path}.kind"), format!("provider kind '{k}' is not available in this build"), "use openai, openai_compatible or anthropic"));
+                errors.push(err(
+                    format!("{path}.kind"),
+                    format!("provider kind '{k}' is not available in this build"),
+                    "use openai, openai_compatible or anthropic",
+                ));
                 continue;
             }
             k => {
@@ -619,14 +804,22 @@ fn build_providers(raw: Vec<raw::RawProvider>, base_dir: &Path, errors: &mut Vec
         let endpoint = match Endpoint::parse(&p.base_url) {
             Ok(e) => e,
             Err(e) => {
-                errors.push(err(format!("{path}.base_url"), e, "write the full URL, e.g. https://api.openai.com/v1"));
+                errors.push(err(
+                    format!("{path}.base_url"),
+                    e,
+                    "write the full URL, e.g. https://api.openai.com/v1",
+                ));
                 continue;
             }
         };
         let secret = match (&p.secret_key_ref, kind) {
             (None, ProviderKind::OpenAiCompatible) => Secret::default(),
             (None, _) => {
-                errors.push(err(format!("{path}.secret_key_ref"), format!("missing secret_key_ref for provider '{}'", p.id), "add secret_key_ref: { env: NAME_OF_ENV_VAR } holding the provider's API key"));
+                errors.push(err(
+                    format!("{path}.secret_key_ref"),
+                    format!("missing secret_key_ref for provider '{}'", p.id),
+                    "add secret_key_ref: { env: NAME_OF_ENV_VAR } holding the provider's API key",
+                ));
                 continue;
             }
             (Some(r), _) => match (&r.env, &r.file) {
@@ -640,17 +833,31 @@ fn build_providers(raw: Vec<raw::RawProvider>, base_dir: &Path, errors: &mut Vec
                 (None, Some(f)) => match std::fs::read_to_string(base_dir.join(f)) {
                     Ok(v) => Secret(v.trim().to_string()),
                     Err(e) => {
-                        errors.push(err(format!("{path}.secret_key_ref.file"), format!("cannot read secret file '{f}': {e}"), "point file: at a readable file holding only the key"));
+                        errors.push(err(
+                            format!("{path}.secret_key_ref.file"),
+                            format!("cannot read secret file '{f}': {e}"),
+                            "point file: at a readable file holding only the key",
+                        ));
                         continue;
                     }
                 },
                 _ => {
-                    errors.push(err(format!("{path}.secret_key_ref"), "secret_key_ref needs exactly one of env or file", "write secret_key_ref: { env: VAR } or { file: PATH }"));
+                    errors.push(err(
+                        format!("{path}.secret_key_ref"),
+                        "secret_key_ref needs exactly one of env or file",
+                        "write secret_key_ref: { env: VAR } or { file: PATH }",
+                    ));
                     continue;
                 }
             },
         };
-        out.push(Provider { id: p.id, kind, endpoint, secret, default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) });
+        out.push(Provider {
+            id: p.id,
+            kind,
+            endpoint,
+            secret,
+            default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        });
     }
     out
 }
@@ -658,10 +865,21 @@ fn build_providers(raw: Vec<raw::RawProvider>, base_dir: &Path, errors: &mut Vec
 fn known<'a>(ids: impl Iterator<Item = &'a &'a str>) -> String {
     let mut v: Vec<&str> = ids.copied().collect();
     v.sort_unstable();
-    if v.is_empty() { "(none defined)".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "(none defined)".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 fn yaml_error(e: &serde_yaml::Error) -> ConfigError {
-    let path = e.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
-    err(path, e.to_string(), "correct the YAML at that position (see the SPEC's config section for field names)")
+    let path = e
+        .location()
+        .map(|l| format!("line {} column {}", l.line(), l.column()))
+        .unwrap_or_default();
+    err(
+        path,
+        e.to_string(),
+        "correct the YAML at that position (see the SPEC's config section for field names)",
+    )
 }

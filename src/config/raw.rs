@@ -4,7 +4,6 @@
 
 use serde::Deserialize;
 
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -178,4 +177,3 @@ pub fn parse(text: &str) -> Result<RawConfig, serde_yaml::Error> {
     }
     serde_yaml::from_str(text)
 }
-

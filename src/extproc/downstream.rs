@@ -7,7 +7,10 @@
 //! - response headers: add the `x-switchyard-*` headers the client sees.
 
 use super::state::RequestState;
-use super::{Exchange, Mutation, Replies, Shared, header, header_names, immediate, request_body_reply, request_headers_reply, response_headers_reply};
+use super::{
+    Exchange, Mutation, Replies, Shared, header, header_names, immediate, request_body_reply,
+    request_headers_reply, response_headers_reply,
+};
 use crate::auth::{KeyHash, presented_key};
 use crate::envoy::{CLUSTER_HEADER, chain_cluster};
 use crate::errors::Rejection;
@@ -33,7 +36,11 @@ pub struct DownstreamExchange {
 
 impl DownstreamExchange {
     pub fn new(shared: Arc<Shared>) -> DownstreamExchange {
-        DownstreamExchange { shared, state: None, body_len: 0 }
+        DownstreamExchange {
+            shared,
+            state: None,
+            body_len: 0,
+        }
     }
 
     fn reject(&self, state: &RequestState, r: Rejection) -> Replies {
@@ -47,7 +54,10 @@ impl DownstreamExchange {
     }
 
     fn on_request_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
-        let state = Arc::new(RequestState::new(self.shared.next_request_id(), self.shared.sink.clone()));
+        let state = Arc::new(RequestState::new(
+            self.shared.next_request_id(),
+            self.shared.sink.clone(),
+        ));
         self.state = Some(state.clone());
         let snap = self.shared.live.load_full();
 
@@ -88,7 +98,10 @@ impl DownstreamExchange {
             return self.reject(&state, Rejection::too_large(snap.limits.max_body_bytes));
         }
         if h.end_of_stream {
-            return self.reject(&state, Rejection::malformed("A JSON request body is required"));
+            return self.reject(
+                &state,
+                Rejection::malformed("A JSON request body is required"),
+            );
         }
         self.shared.registry.insert(&state);
 
@@ -105,7 +118,12 @@ impl DownstreamExchange {
         vec![request_headers_reply(m)]
     }
 
-    fn list_models(&self, state: &RequestState, snap: &crate::config::Snapshot, key: &crate::auth::Principal) -> Replies {
+    fn list_models(
+        &self,
+        state: &RequestState,
+        snap: &crate::config::Snapshot,
+        key: &crate::auth::Principal,
+    ) -> Replies {
         let mut data = Vec::new();
         for name in &snap.model_order {
             let m = &snap.models[name];
@@ -118,7 +136,8 @@ impl DownstreamExchange {
         for g in groups {
             data.push(serde_json::json!({ "id": g, "object": "model", "created": 0, "owned_by": "switchyard" }));
         }
-        let body = serde_json::to_vec(&serde_json::json!({ "object": "list", "data": data })).unwrap_or_default();
+        let body = serde_json::to_vec(&serde_json::json!({ "object": "list", "data": data }))
+            .unwrap_or_default();
         let mut m = Mutation::default();
         m.set("content-type", "application/json");
         m.set(RESPONSE_REQUEST_ID, state.id.clone());
@@ -127,7 +146,9 @@ impl DownstreamExchange {
     }
 
     fn on_request_body(&mut self, b: &pb::HttpBody) -> Replies {
-        let Some(state) = self.state.clone() else { return vec![request_body_reply(Mutation::default(), None, false)] };
+        let Some(state) = self.state.clone() else {
+            return vec![request_body_reply(Mutation::default(), None, false)];
+        };
         let snap = self.shared.live.load_full();
         self.body_len += b.body.len() as u64;
         if self.body_len > snap.limits.max_body_bytes {
@@ -135,22 +156,50 @@ impl DownstreamExchange {
         }
         let body: serde_json::Value = match serde_json::from_slice(&b.body) {
             Ok(v) => v,
-            Err(e) => return self.reject(&state, Rejection::malformed(format!("Could not parse the JSON body: {e}"))),
+            Err(e) => {
+                return self.reject(
+                    &state,
+                    Rejection::malformed(format!("Could not parse the JSON body: {e}")),
+                );
+            }
         };
         if !body.is_object() {
-            return self.reject(&state, Rejection::malformed("The request body must be a JSON object"));
+            return self.reject(
+                &state,
+                Rejection::malformed("The request body must be a JSON object"),
+            );
         }
         let model = match body.get("model") {
             Some(serde_json::Value::String(m)) if !m.is_empty() => m.clone(),
-            Some(_) => return self.reject(&state, Rejection::malformed("`model` must be a non-empty string").with_param(Some("model".into()))),
-            None => return self.reject(&state, Rejection::malformed("`model` is required").with_param(Some("model".into()))),
+            Some(_) => {
+                return self.reject(
+                    &state,
+                    Rejection::malformed("`model` must be a non-empty string")
+                        .with_param(Some("model".into())),
+                );
+            }
+            None => {
+                return self.reject(
+                    &state,
+                    Rejection::malformed("`model` is required").with_param(Some("model".into())),
+                );
+            }
         };
         let stream = match body.get("stream") {
             None | Some(serde_json::Value::Null) => false,
             Some(serde_json::Value::Bool(s)) => *s,
-            Some(_) => return self.reject(&state, Rejection::malformed("`stream` must be a boolean").with_param(Some("stream".into()))),
+            Some(_) => {
+                return self.reject(
+                    &state,
+                    Rejection::malformed("`stream` must be a boolean")
+                        .with_param(Some("stream".into())),
+                );
+            }
         };
-        let wants_usage = body.pointer("/stream_options/include_usage").and_then(|v| v.as_bool()).unwrap_or(false);
+        let wants_usage = body
+            .pointer("/stream_options/include_usage")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
 
         let (key, session) = {
             let mut inner = state.lock();
@@ -159,8 +208,13 @@ impl DownstreamExchange {
             inner.client_wants_usage = wants_usage;
             (inner.key.clone(), inner.session_id.clone())
         };
-        let Some(key) = key else { return self.reject(&state, Rejection::unknown_key()) };
-        let attrs = RequestAttrs { model: &model, session_id: session.as_deref() };
+        let Some(key) = key else {
+            return self.reject(&state, Rejection::unknown_key());
+        };
+        let attrs = RequestAttrs {
+            model: &model,
+            session_id: session.as_deref(),
+        };
         let plan = match plan(&snap, &key, &attrs, rand::random()) {
             Ok(p) => p,
             Err(e) => return self.reject(&state, Rejection::from(&e)),
@@ -169,7 +223,10 @@ impl DownstreamExchange {
         let mut m = Mutation::default();
         m.set(CLUSTER_HEADER, chain_cluster(&snap, &plan.providers()));
         m.set("x-envoy-max-retries", (plan.attempts.len() - 1).to_string());
-        m.set("x-envoy-upstream-rq-per-try-timeout-ms", plan.attempts[0].timeout_ms.to_string());
+        m.set(
+            "x-envoy-upstream-rq-per-try-timeout-ms",
+            plan.attempts[0].timeout_ms.to_string(),
+        );
         {
             let mut inner = state.lock();
             inner.plan = Some(plan);
@@ -180,7 +237,9 @@ impl DownstreamExchange {
     }
 
     fn on_response_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
-        let Some(state) = self.state.clone() else { return vec![response_headers_reply(Mutation::default())] };
+        let Some(state) = self.state.clone() else {
+            return vec![response_headers_reply(Mutation::default())];
+        };
         let status = header(h, ":status").and_then(|s| s.parse::<u16>().ok());
         let mut m = Mutation::default();
         m.set(RESPONSE_REQUEST_ID, state.id.clone());
@@ -192,9 +251,15 @@ impl DownstreamExchange {
                 m.set("x-switchyard-provider", w.provider.clone());
                 m.set("x-switchyard-resolved-model", w.model.clone());
             }
-            m.set("x-switchyard-fallbacks", inner.attempts.len().saturating_sub(1).to_string());
+            m.set(
+                "x-switchyard-fallbacks",
+                inner.attempts.len().saturating_sub(1).to_string(),
+            );
         }
-        m.set("x-switchyard-overhead-ms", format!("{:.3}", state.overhead_ms()));
+        m.set(
+            "x-switchyard-overhead-ms",
+            format!("{:.3}", state.overhead_ms()),
+        );
         vec![response_headers_reply(m)]
     }
 }
@@ -202,7 +267,9 @@ impl DownstreamExchange {
 impl Exchange for DownstreamExchange {
     fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
         let t = Instant::now();
-        let Some(msg) = msg.request else { return vec![] };
+        let Some(msg) = msg.request else {
+            return vec![];
+        };
         let out = match &msg {
             Msg::RequestHeaders(h) => self.on_request_headers(h),
             Msg::RequestBody(b) => self.on_request_body(b),

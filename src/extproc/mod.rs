@@ -19,10 +19,14 @@ use crate::config::Snapshot;
 use crate::envoy::META_PHASE;
 use crate::record::RecordSink;
 use arc_swap::ArcSwap;
-use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction};
-use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::envoy::config::core::v3::{
+    HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction,
+};
 use envoy_types::pb::envoy::service::ext_proc::v3 as pb;
-use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{ExternalProcessor, ExternalProcessorServer};
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{
+    ExternalProcessor, ExternalProcessorServer,
+};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use pb::{ProcessingRequest, ProcessingResponse};
 use state::Registry;
 use std::pin::Pin;
@@ -57,7 +61,11 @@ impl Shared {
     /// Unique without coordination: a random per-process prefix and a counter.
     pub fn next_request_id(&self) -> String {
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        format!("req_{:012x}{:08x}", self.id_prefix & 0xffff_ffff_ffff, n as u32)
+        format!(
+            "req_{:012x}{:08x}",
+            self.id_prefix & 0xffff_ffff_ffff,
+            n as u32
+        )
     }
 }
 
@@ -72,7 +80,9 @@ impl Processor {
     }
 
     pub fn into_service(self) -> ExternalProcessorServer<Processor> {
-        ExternalProcessorServer::new(self).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20)
+        ExternalProcessorServer::new(self)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20)
     }
 }
 
@@ -85,14 +95,21 @@ pub trait Exchange: Send + 'static {
     fn on_message(&mut self, msg: ProcessingRequest) -> Replies;
 }
 
-type ResponseStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
+type ResponseStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ExternalProcessor for Processor {
     type ProcessStream = ResponseStream;
 
-    async fn process(&self, request: Request<Streaming<ProcessingRequest>>) -> Result<Response<Self::ProcessStream>, Status> {
-        let upstream = request.metadata().get(META_PHASE).is_some_and(|v| v.as_bytes() == b"upstream");
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessingRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
+        let upstream = request
+            .metadata()
+            .get(META_PHASE)
+            .is_some_and(|v| v.as_bytes() == b"upstream");
         let shared = self.shared.clone();
         let mut exchange: Box<dyn Exchange> = if upstream {
             Box::new(upstream::UpstreamExchange::new(shared.clone()))
@@ -121,19 +138,35 @@ impl ExternalProcessor for Processor {
 // === helpers shared by both exchanges ===
 
 pub fn header<'a>(h: &'a pb::HttpHeaders, name: &str) -> Option<&'a str> {
-    h.headers.as_ref()?.headers.iter().find(|v| v.key == name).and_then(|v| {
-        if v.raw_value.is_empty() { Some(v.value.as_str()) } else { std::str::from_utf8(&v.raw_value).ok() }
-    })
+    h.headers
+        .as_ref()?
+        .headers
+        .iter()
+        .find(|v| v.key == name)
+        .and_then(|v| {
+            if v.raw_value.is_empty() {
+                Some(v.value.as_str())
+            } else {
+                std::str::from_utf8(&v.raw_value).ok()
+            }
+        })
 }
 
 pub fn header_names(h: &pb::HttpHeaders) -> impl Iterator<Item = &str> {
-    h.headers.iter().flat_map(|m| m.headers.iter()).map(|v| v.key.as_str())
+    h.headers
+        .iter()
+        .flat_map(|m| m.headers.iter())
+        .map(|v| v.key.as_str())
 }
 
 #[allow(deprecated)] // `append` is deprecated in favour of `append_action`, which we set.
 pub fn set(key: &str, value: impl Into<String>) -> HeaderValueOption {
     HeaderValueOption {
-        header: Some(HeaderValue { key: key.to_string(), value: String::new(), raw_value: value.into().into_bytes() }),
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value: String::new(),
+            raw_value: value.into().into_bytes(),
+        }),
         append: None,
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         keep_empty_value: false,
@@ -157,12 +190,19 @@ impl Mutation {
         if self.set.is_empty() && self.remove.is_empty() {
             None
         } else {
-            Some(pb::HeaderMutation { set_headers: self.set, remove_headers: self.remove })
+            Some(pb::HeaderMutation {
+                set_headers: self.set,
+                remove_headers: self.remove,
+            })
         }
     }
 }
 
-fn common(m: Mutation, body: Option<pb::body_mutation::Mutation>, clear_route_cache: bool) -> pb::CommonResponse {
+fn common(
+    m: Mutation,
+    body: Option<pb::body_mutation::Mutation>,
+    clear_route_cache: bool,
+) -> pb::CommonResponse {
     pb::CommonResponse {
         header_mutation: m.into_pb(),
         body_mutation: body.map(|b| pb::BodyMutation { mutation: Some(b) }),
@@ -172,38 +212,73 @@ fn common(m: Mutation, body: Option<pb::body_mutation::Mutation>, clear_route_ca
 }
 
 pub fn request_headers_reply(m: Mutation) -> ProcessingResponse {
-    reply(pb::processing_response::Response::RequestHeaders(pb::HeadersResponse { response: Some(common(m, None, false)) }))
+    reply(pb::processing_response::Response::RequestHeaders(
+        pb::HeadersResponse {
+            response: Some(common(m, None, false)),
+        },
+    ))
 }
 
-pub fn request_body_reply(m: Mutation, body: Option<Vec<u8>>, clear_route_cache: bool) -> ProcessingResponse {
+pub fn request_body_reply(
+    m: Mutation,
+    body: Option<Vec<u8>>,
+    clear_route_cache: bool,
+) -> ProcessingResponse {
     let body = body.map(pb::body_mutation::Mutation::Body);
-    reply(pb::processing_response::Response::RequestBody(pb::BodyResponse { response: Some(common(m, body, clear_route_cache)) }))
+    reply(pb::processing_response::Response::RequestBody(
+        pb::BodyResponse {
+            response: Some(common(m, body, clear_route_cache)),
+        },
+    ))
 }
 
 pub fn response_headers_reply(m: Mutation) -> ProcessingResponse {
-    reply(pb::processing_response::Response::ResponseHeaders(pb::HeadersResponse { response: Some(common(m, None, false)) }))
+    reply(pb::processing_response::Response::ResponseHeaders(
+        pb::HeadersResponse {
+            response: Some(common(m, None, false)),
+        },
+    ))
 }
 
 /// Replace one streamed response chunk (`None` = pass it through unchanged).
 pub fn response_body_reply(body: Option<Vec<u8>>) -> ProcessingResponse {
-    let mutation = body.map(|b| if b.is_empty() { pb::body_mutation::Mutation::ClearBody(true) } else { pb::body_mutation::Mutation::Body(b) });
-    reply(pb::processing_response::Response::ResponseBody(pb::BodyResponse { response: Some(common(Mutation::default(), mutation, false)) }))
+    let mutation = body.map(|b| {
+        if b.is_empty() {
+            pb::body_mutation::Mutation::ClearBody(true)
+        } else {
+            pb::body_mutation::Mutation::Body(b)
+        }
+    });
+    reply(pb::processing_response::Response::ResponseBody(
+        pb::BodyResponse {
+            response: Some(common(Mutation::default(), mutation, false)),
+        },
+    ))
 }
 
 pub fn immediate(status: u16, body: Vec<u8>, m: Mutation) -> ProcessingResponse {
-    reply(pb::processing_response::Response::ImmediateResponse(pb::ImmediateResponse {
-        status: Some(HttpStatus { code: i32::from(status) }),
-        headers: m.into_pb(),
-        body,
-        grpc_status: None,
-        details: "switchyard".into(),
-    }))
+    reply(pb::processing_response::Response::ImmediateResponse(
+        pb::ImmediateResponse {
+            status: Some(HttpStatus {
+                code: i32::from(status),
+            }),
+            headers: m.into_pb(),
+            body,
+            grpc_status: None,
+            details: "switchyard".into(),
+        },
+    ))
 }
 
 fn reply(r: pb::processing_response::Response) -> ProcessingResponse {
-    ProcessingResponse { response: Some(r), ..Default::default() }
+    ProcessingResponse {
+        response: Some(r),
+        ..Default::default()
+    }
 }
 
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

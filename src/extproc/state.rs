@@ -81,7 +81,8 @@ impl RequestState {
     }
 
     pub fn add_overhead(&self, d: Duration) {
-        self.overhead_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.overhead_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub fn overhead_ms(&self) -> f64 {
@@ -93,27 +94,44 @@ impl RequestState {
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         let end = inner.finished.unwrap_or_else(Instant::now);
         let winner = inner.attempts.iter().rev().find(|a| a.committed);
-        let status = inner.rejection.as_ref().map(|r| r.status).or(inner.client_status).unwrap_or(499);
+        let status = inner
+            .rejection
+            .as_ref()
+            .map(|r| r.status)
+            .or(inner.client_status)
+            .unwrap_or(499);
         let (outcome, error) = if let Some(r) = &inner.rejection {
             (r.code.to_string(), Some(r.message.clone()))
         } else if let Some(f) = &inner.failure {
             ("stream_interrupted".to_string(), Some(f.clone()))
         } else if inner.client_status.is_none() {
-            ("client_cancelled".to_string(), Some("client went away before a response".into()))
+            (
+                "client_cancelled".to_string(),
+                Some("client went away before a response".into()),
+            )
         } else if status >= 400 {
             let last = inner.attempts.last().and_then(|a| a.error.clone());
-            (if status == 504 { "timeout" } else { "error" }.to_string(), last.or(Some(format!("status {status}"))))
+            (
+                if status == 504 { "timeout" } else { "error" }.to_string(),
+                last.or(Some(format!("status {status}"))),
+            )
         } else {
             ("ok".to_string(), None)
         };
-        let pricing = winner.and_then(|w| inner.plan.as_ref().and_then(|p| p.attempts.get(w.position))).map(|a| a.target.pricing);
-        let cost = pricing.map_or(0.0, |p| p.cost(inner.usage.input_tokens, inner.usage.output_tokens));
+        let pricing = winner
+            .and_then(|w| inner.plan.as_ref().and_then(|p| p.attempts.get(w.position)))
+            .map(|a| a.target.pricing);
+        let cost = pricing.map_or(0.0, |p| {
+            p.cost(inner.usage.input_tokens, inner.usage.output_tokens)
+        });
         let tags = winner
             .and_then(|w| inner.plan.as_ref().and_then(|p| p.attempts.get(w.position)))
             .and_then(|a| a.tag.clone())
             .into_iter()
             .collect();
-        let ts = time::OffsetDateTime::from(self.ts).format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let ts = time::OffsetDateTime::from(self.ts)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         Record {
             id: self.id.clone(),
             ts,
@@ -144,7 +162,9 @@ impl RequestState {
             input_tokens: inner.usage.input_tokens,
             output_tokens: inner.usage.output_tokens,
             latency_ms: ms(end.saturating_duration_since(self.started)),
-            ttft_ms: inner.first_token.map(|t| ms(t.saturating_duration_since(self.started))),
+            ttft_ms: inner
+                .first_token
+                .map(|t| ms(t.saturating_duration_since(self.started))),
             overhead_ms: (self.overhead_ms() * 1000.0).round() / 1000.0,
             cost_usd: (cost * 1e9).round() / 1e9,
             session_id: inner.session_id.clone(),
@@ -168,15 +188,29 @@ pub struct Registry {
 
 impl Registry {
     pub fn insert(&self, state: &Arc<RequestState>) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(state.id.clone(), Arc::downgrade(state));
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(state.id.clone(), Arc::downgrade(state));
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<RequestState>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).get(id).and_then(Weak::upgrade)
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .and_then(Weak::upgrade)
     }
 
     pub fn remove(&self, id: &str) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn len(&self) -> usize {

@@ -10,7 +10,10 @@
 
 use super::downstream::REQUEST_ID;
 use super::state::{AttemptState, RequestState};
-use super::{Exchange, Mutation, Replies, Shared, header, immediate, request_body_reply, request_headers_reply, response_body_reply, response_headers_reply, unix_now};
+use super::{
+    Exchange, Mutation, Replies, Shared, header, immediate, request_body_reply,
+    request_headers_reply, response_body_reply, response_headers_reply, unix_now,
+};
 use crate::config::ProviderKind;
 use crate::envoy::{HOST_METADATA_ATTR, METADATA_NS};
 use crate::errors::Rejection;
@@ -78,10 +81,16 @@ impl UpstreamExchange {
         vec![immediate(r.status, r.body(), m)]
     }
 
-    fn on_request_headers(&mut self, h: &pb::HttpHeaders, endpoint_position: Option<usize>) -> Replies {
+    fn on_request_headers(
+        &mut self,
+        h: &pb::HttpHeaders,
+        endpoint_position: Option<usize>,
+    ) -> Replies {
         let Some(state) = header(h, REQUEST_ID).and_then(|id| self.shared.registry.get(id)) else {
             tracing::warn!(position = ?endpoint_position, "upstream attempt for an unknown request");
-            return self.fail(Rejection::internal("request state not found for upstream attempt"));
+            return self.fail(Rejection::internal(
+                "request state not found for upstream attempt",
+            ));
         };
         self.state = Some(state.clone());
         let mut inner = state.lock();
@@ -91,11 +100,15 @@ impl UpstreamExchange {
         };
         // The endpoint Envoy chose says which position of the chain this attempt serves; the
         // attempt count is the fallback (the same when every priority level is healthy).
-        let by_count = header(h, "x-envoy-attempt-count").and_then(|c| c.parse::<usize>().ok()).map(|c| c.saturating_sub(1));
+        let by_count = header(h, "x-envoy-attempt-count")
+            .and_then(|c| c.parse::<usize>().ok())
+            .map(|c| c.saturating_sub(1));
         let position = endpoint_position.or(by_count).unwrap_or(0);
         if position >= plan.attempts.len() {
             drop(inner);
-            return self.fail(Rejection::internal(format!("attempt position {position} is outside this request's plan")));
+            return self.fail(Rejection::internal(format!(
+                "attempt position {position} is outside this request's plan"
+            )));
         }
         let target = &plan.attempts[position].target;
         self.wire = snap.providers[target.provider].kind.wire();
@@ -117,9 +130,12 @@ impl UpstreamExchange {
     }
 
     fn on_request_body(&mut self) -> Replies {
-        let Some(state) = self.state.clone() else { return vec![request_body_reply(Mutation::default(), None, false)] };
+        let Some(state) = self.state.clone() else {
+            return vec![request_body_reply(Mutation::default(), None, false)];
+        };
         let inner = state.lock();
-        let (Some(plan), Some(snap), Some(body)) = (&inner.plan, &inner.snapshot, &inner.body) else {
+        let (Some(plan), Some(snap), Some(body)) = (&inner.plan, &inner.snapshot, &inner.body)
+        else {
             drop(inner);
             return self.fail(Rejection::internal("upstream attempt before routing"));
         };
@@ -128,7 +144,9 @@ impl UpstreamExchange {
         let provider = &snap.providers[target.provider];
         let opts = RequestOptions {
             model: &target.provider_model,
-            default_max_tokens: target.max_output_tokens.unwrap_or(provider.default_max_tokens),
+            default_max_tokens: target
+                .max_output_tokens
+                .unwrap_or(provider.default_max_tokens),
         };
         let translated = translate::request(self.inbound, self.wire, body, &opts);
         let up = match translated {
@@ -139,7 +157,10 @@ impl UpstreamExchange {
             }
         };
         let mut m = Mutation::default();
-        m.set(":path", format!("{}{}", provider.endpoint.prefix, up.path_suffix));
+        m.set(
+            ":path",
+            format!("{}{}", provider.endpoint.prefix, up.path_suffix),
+        );
         m.set(":authority", provider.endpoint.authority());
         m.set("content-type", "application/json");
         m.set("content-length", up.body.len().to_string());
@@ -152,7 +173,10 @@ impl UpstreamExchange {
                 if provider.secret.is_empty() {
                     m.remove("authorization");
                 } else {
-                    m.set("authorization", format!("Bearer {}", provider.secret.expose()));
+                    m.set(
+                        "authorization",
+                        format!("Bearer {}", provider.secret.expose()),
+                    );
                 }
             }
             ProviderKind::Anthropic => {
@@ -163,7 +187,13 @@ impl UpstreamExchange {
         }
         // We must read the response to translate it and count tokens.
         m.remove("accept-encoding");
-        for h in [crate::envoy::CLUSTER_HEADER, "x-envoy-max-retries", "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-attempt-count", "x-envoy-expected-rq-timeout-ms"] {
+        for h in [
+            crate::envoy::CLUSTER_HEADER,
+            "x-envoy-max-retries",
+            "x-envoy-upstream-rq-per-try-timeout-ms",
+            "x-envoy-attempt-count",
+            "x-envoy-expected-rq-timeout-ms",
+        ] {
             m.remove(h);
         }
         drop(inner);
@@ -171,8 +201,12 @@ impl UpstreamExchange {
     }
 
     fn on_response_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
-        let Some(state) = self.state.clone() else { return vec![response_headers_reply(Mutation::default())] };
-        let status = header(h, ":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(502);
+        let Some(state) = self.state.clone() else {
+            return vec![response_headers_reply(Mutation::default())];
+        };
+        let status = header(h, ":status")
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(502);
         let content_type = header(h, "content-type").unwrap_or("");
         let mut inner = state.lock();
         let plan_len = inner.plan.as_ref().map_or(1, |p| p.attempts.len());
@@ -193,7 +227,12 @@ impl UpstreamExchange {
             attempt.committed = true;
             self.mode = Mode::FinalError(status);
         } else if stream && content_type.starts_with("text/event-stream") {
-            self.mode = Mode::Stream(translate::stream(self.inbound, self.wire, wants_usage, unix_now()));
+            self.mode = Mode::Stream(translate::stream(
+                self.inbound,
+                self.wire,
+                wants_usage,
+                unix_now(),
+            ));
             m.set("content-type", "text/event-stream");
         } else {
             self.mode = Mode::Whole;
@@ -201,7 +240,12 @@ impl UpstreamExchange {
         }
         drop(inner);
         m.remove("content-length");
-        for name in ["openai-organization", "openai-project", "anthropic-organization-id", "set-cookie"] {
+        for name in [
+            "openai-organization",
+            "openai-project",
+            "anthropic-organization-id",
+            "set-cookie",
+        ] {
             m.remove(name);
         }
         if h.end_of_stream {
@@ -241,7 +285,9 @@ impl UpstreamExchange {
     }
 
     fn on_response_body(&mut self, b: &pb::HttpBody) -> Replies {
-        let Some(state) = self.state.clone() else { return vec![response_body_reply(None)] };
+        let Some(state) = self.state.clone() else {
+            return vec![response_body_reply(None)];
+        };
         let eos = b.end_of_stream;
         match &mut self.mode {
             Mode::Pass => vec![response_body_reply(None)],
@@ -275,7 +321,11 @@ impl UpstreamExchange {
                 }
                 self.held_chunks += 1;
                 if !eos {
-                    return if self.held_headers.is_some() { vec![] } else { vec![response_body_reply(Some(Vec::new()))] };
+                    return if self.held_headers.is_some() {
+                        vec![]
+                    } else {
+                        vec![response_body_reply(Some(Vec::new()))]
+                    };
                 }
                 let out = self.finish_whole(&state);
                 match self.held_headers.take() {
@@ -316,7 +366,12 @@ impl UpstreamExchange {
     }
 }
 
-fn finish_stream(state: &RequestState, attempt: usize, usage: translate::Usage, outcome: &StreamOutcome) {
+fn finish_stream(
+    state: &RequestState,
+    attempt: usize,
+    usage: translate::Usage,
+    outcome: &StreamOutcome,
+) {
     let mut inner = state.lock();
     inner.usage = usage;
     inner.finished = Some(Instant::now());
@@ -331,15 +386,23 @@ fn finish_stream(state: &RequestState, attempt: usize, usage: translate::Usage, 
 /// `switchyard.position` from the chosen endpoint's metadata. Envoy sends the Metadata
 /// attribute in protobuf text format, e.g. `filter_metadata { key: "switchyard" value { fields
 /// { key: "position" value { number_value: 1 } } … } }`.
-fn endpoint_position(attrs: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Struct>) -> Option<usize> {
+fn endpoint_position(
+    attrs: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Struct>,
+) -> Option<usize> {
     use envoy_types::pb::google::protobuf::value::Kind;
-    let value = attrs.values().find_map(|s| s.fields.get(HOST_METADATA_ATTR))?;
+    let value = attrs
+        .values()
+        .find_map(|s| s.fields.get(HOST_METADATA_ATTR))?;
     match &value.kind {
         Some(Kind::StringValue(text)) => {
             let ns = text.find(&format!("key: \"{METADATA_NS}\""))?;
             let rest = &text[ns..];
             let at = rest.find("key: \"position\" value { number_value: ")?;
-            let digits: String = rest[at..].chars().skip_while(|c| !c.is_ascii_digit()).take_while(|c| c.is_ascii_digit()).collect();
+            let digits: String = rest[at..]
+                .chars()
+                .skip_while(|c| !c.is_ascii_digit())
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
             digits.parse().ok()
         }
         _ => None,
@@ -358,9 +421,19 @@ fn client_status(status: u16, attempts: usize) -> u16 {
 
 fn final_error(status: u16, attempts: usize, provider_message: &str) -> Rejection {
     match client_status(status, attempts) {
-        429 => Rejection::new(429, "rate_limit_error", "rate_limited", format!("Provider rate limit: {provider_message}")),
+        429 => Rejection::new(
+            429,
+            "rate_limit_error",
+            "rate_limited",
+            format!("Provider rate limit: {provider_message}"),
+        ),
         502 => Rejection::all_failed(&format!("provider returned {status}: {provider_message}")),
-        s => Rejection::new(s, "invalid_request_error", "provider_rejected", provider_message.to_string()),
+        s => Rejection::new(
+            s,
+            "invalid_request_error",
+            "provider_rejected",
+            provider_message.to_string(),
+        ),
     }
 }
 
@@ -368,7 +441,9 @@ impl Exchange for UpstreamExchange {
     fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
         let t = Instant::now();
         let position = endpoint_position(&msg.attributes);
-        let Some(msg) = msg.request else { return vec![] };
+        let Some(msg) = msg.request else {
+            return vec![];
+        };
         let out = match &msg {
             Msg::RequestHeaders(h) => self.on_request_headers(h, position),
             Msg::RequestBody(_) => self.on_request_body(),
@@ -392,7 +467,9 @@ impl Drop for UpstreamExchange {
             return;
         }
         let mut inner = state.lock();
-        let Some(a) = inner.attempts.get_mut(self.attempt) else { return };
+        let Some(a) = inner.attempts.get_mut(self.attempt) else {
+            return;
+        };
         if a.ended.is_some() {
             return;
         }

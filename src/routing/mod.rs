@@ -45,14 +45,24 @@ pub enum RouteError {
 
 /// Resolve a request to attempts (SPEC "Resolution"): the key's active routing, else a model
 /// group, else a catalog model, else 404.
-pub fn plan(snap: &Snapshot, key: &Principal, req: &RequestAttrs<'_>, seed: u64) -> Result<Plan, RouteError> {
+pub fn plan(
+    snap: &Snapshot,
+    key: &Principal,
+    req: &RequestAttrs<'_>,
+    seed: u64,
+) -> Result<Plan, RouteError> {
     if let Some(r) = key.routing.as_ref().filter(|r| r.active) {
         // Named routes answer their logical name; with no route of that name, all routes apply.
-        let named: Vec<usize> = (0..r.names.len()).filter(|&i| r.names[i].as_deref() == Some(req.model)).collect();
+        let named: Vec<usize> = (0..r.names.len())
+            .filter(|&i| r.names[i].as_deref() == Some(req.model))
+            .collect();
         let group = if named.is_empty() {
             r.group.clone()
         } else {
-            Group { members: named.iter().map(|&i| r.group.members[i].clone()).collect(), ..r.group.clone() }
+            Group {
+                members: named.iter().map(|&i| r.group.members[i].clone()).collect(),
+                ..r.group.clone()
+            }
         };
         return from_group(&group, req, seed, format!("key:{}/{}", key.name, req.model));
     }
@@ -68,7 +78,11 @@ pub fn plan(snap: &Snapshot, key: &Principal, req: &RequestAttrs<'_>, seed: u64)
         }
         let timeout_ms = snap.limits.default_timeout_ms;
         return Ok(Plan {
-            attempts: vec![Attempt { target: target_of(m), timeout_ms, tag: None }],
+            attempts: vec![Attempt {
+                target: target_of(m),
+                timeout_ms,
+                tag: None,
+            }],
             route: format!("model:{}", m.name),
             strategy: "single",
         });
@@ -76,7 +90,12 @@ pub fn plan(snap: &Snapshot, key: &Principal, req: &RequestAttrs<'_>, seed: u64)
     Err(RouteError::UnknownModel(req.model.to_string()))
 }
 
-fn from_group(g: &Group, req: &RequestAttrs<'_>, seed: u64, route: String) -> Result<Plan, RouteError> {
+fn from_group(
+    g: &Group,
+    req: &RequestAttrs<'_>,
+    seed: u64,
+    route: String,
+) -> Result<Plan, RouteError> {
     let orders = g.orders();
     let order = match g.strategy {
         Strategy::Fallback => orders.into_iter().next(),
@@ -89,14 +108,20 @@ fn from_group(g: &Group, req: &RequestAttrs<'_>, seed: u64, route: String) -> Re
             pick_weighted(g, &orders, draw)
         }
     };
-    let order = order.filter(|o| !o.is_empty()).ok_or_else(|| RouteError::Disabled(req.model.to_string()))?;
+    let order = order
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| RouteError::Disabled(req.model.to_string()))?;
     Ok(Plan {
         attempts: order
             .iter()
             .take(MAX_CHAIN)
             .map(|&i| {
                 let m = &g.members[i];
-                Attempt { target: m.target.clone(), timeout_ms: m.timeout_ms, tag: m.tag.clone() }
+                Attempt {
+                    target: m.target.clone(),
+                    timeout_ms: m.timeout_ms,
+                    tag: m.tag.clone(),
+                }
             })
             .collect(),
         route,
@@ -107,7 +132,10 @@ fn from_group(g: &Group, req: &RequestAttrs<'_>, seed: u64, route: String) -> Re
 /// Weighted orders start with each enabled member in turn; pick the one whose first member the
 /// draw lands on, in proportion to weight.
 fn pick_weighted(g: &Group, orders: &[Vec<usize>], draw: u64) -> Option<Vec<usize>> {
-    let total: u64 = orders.iter().map(|o| u64::from(g.members[o[0]].weight)).sum();
+    let total: u64 = orders
+        .iter()
+        .map(|o| u64::from(g.members[o[0]].weight))
+        .sum();
     if total == 0 {
         return orders.first().cloned();
     }
@@ -168,20 +196,27 @@ keys:
         Snapshot::from_yaml(CFG, Path::new("t.yaml")).unwrap()
     }
 
-    fn key<'a>(s: &'a Snapshot, hex: char) -> &'a Principal {
+    fn key(s: &Snapshot, hex: char) -> &Principal {
         let h = KeyHash::parse(&format!("sha256:{}", hex.to_string().repeat(64))).unwrap();
         &s.keys[&h]
     }
 
     fn attrs(model: &str) -> RequestAttrs<'_> {
-        RequestAttrs { model, session_id: None }
+        RequestAttrs {
+            model,
+            session_id: None,
+        }
     }
 
     #[test]
     fn fallback_group_orders_all_members() {
         let s = snap();
         let p = plan(&s, key(&s, '0'), &attrs("chain"), 7).unwrap();
-        let models: Vec<_> = p.attempts.iter().map(|a| a.target.provider_model.as_str()).collect();
+        let models: Vec<_> = p
+            .attempts
+            .iter()
+            .map(|a| a.target.provider_model.as_str())
+            .collect();
         assert_eq!(models, ["m1", "m2"]);
         assert_eq!(p.attempts[0].timeout_ms, 100);
         assert_eq!(p.strategy, "fallback");
@@ -193,9 +228,18 @@ keys:
         let s = snap();
         let p = plan(&s, key(&s, '0'), &attrs("m2"), 0).unwrap();
         assert_eq!(p.attempts.len(), 1);
-        assert_eq!(plan(&s, key(&s, '0'), &attrs("nope"), 0).unwrap_err(), RouteError::UnknownModel("nope".into()));
-        assert_eq!(plan(&s, key(&s, '0'), &attrs("off"), 0).unwrap_err(), RouteError::Disabled("off".into()));
-        assert_eq!(plan(&s, key(&s, '1'), &attrs("m2"), 0).unwrap_err(), RouteError::NotAllowed("m2".into()));
+        assert_eq!(
+            plan(&s, key(&s, '0'), &attrs("nope"), 0).unwrap_err(),
+            RouteError::UnknownModel("nope".into())
+        );
+        assert_eq!(
+            plan(&s, key(&s, '0'), &attrs("off"), 0).unwrap_err(),
+            RouteError::Disabled("off".into())
+        );
+        assert_eq!(
+            plan(&s, key(&s, '1'), &attrs("m2"), 0).unwrap_err(),
+            RouteError::NotAllowed("m2".into())
+        );
     }
 
     #[test]
@@ -203,9 +247,18 @@ keys:
         let s = snap();
         let mut first_m1 = 0;
         for seed in 0..1000u64 {
-            let p = plan(&s, key(&s, '0'), &attrs("split"), fnv1a(&seed.to_le_bytes())).unwrap();
+            let p = plan(
+                &s,
+                key(&s, '0'),
+                &attrs("split"),
+                fnv1a(&seed.to_le_bytes()),
+            )
+            .unwrap();
             assert_eq!(p.attempts.len(), 2);
-            assert_ne!(p.attempts[0].target.provider_model, p.attempts[1].target.provider_model);
+            assert_ne!(
+                p.attempts[0].target.provider_model,
+                p.attempts[1].target.provider_model
+            );
             if p.attempts[0].target.provider_model == "m1" {
                 first_m1 += 1;
             }
@@ -216,10 +269,21 @@ keys:
     #[test]
     fn affinity_is_sticky_per_session() {
         let s = snap();
-        let req = RequestAttrs { model: "split", session_id: Some("conv-42") };
-        let first = plan(&s, key(&s, '0'), &req, 1).unwrap().attempts[0].target.provider_model.clone();
+        let req = RequestAttrs {
+            model: "split",
+            session_id: Some("conv-42"),
+        };
+        let first = plan(&s, key(&s, '0'), &req, 1).unwrap().attempts[0]
+            .target
+            .provider_model
+            .clone();
         for seed in 0..50 {
-            assert_eq!(plan(&s, key(&s, '0'), &req, seed).unwrap().attempts[0].target.provider_model, first);
+            assert_eq!(
+                plan(&s, key(&s, '0'), &req, seed).unwrap().attempts[0]
+                    .target
+                    .provider_model,
+                first
+            );
         }
     }
 
