@@ -32,8 +32,7 @@ use state::Registry;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 /// What every exchange needs: the live config, the registry of in-flight requests, the sink.
@@ -111,27 +110,42 @@ impl ExternalProcessor for Processor {
             .get(META_PHASE)
             .is_some_and(|v| v.as_bytes() == b"upstream");
         let shared = self.shared.clone();
-        let mut exchange: Box<dyn Exchange> = if upstream {
+        let exchange: Box<dyn Exchange> = if upstream {
             Box::new(upstream::UpstreamExchange::new(shared.clone()))
         } else {
             Box::new(downstream::DownstreamExchange::new(shared.clone()))
         };
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(8);
-        tokio::spawn(async move {
-            shared.streams.fetch_add(1, Ordering::Relaxed);
-            while let Ok(Some(msg)) = inbound.message().await {
-                for reply in exchange.on_message(msg) {
-                    if tx.send(Ok(reply)).await.is_err() {
-                        break;
-                    }
+        let inbound = request.into_inner();
+        // Replies are produced inline as messages arrive (no task or channel per stream); when
+        // Envoy ends the stream tonic drops this state, which releases the request state.
+        let guard = StreamGuard::new(shared);
+        let replies = futures::stream::unfold((inbound, exchange, guard), |(mut inbound, mut exchange, guard)| async move {
+            match inbound.message().await {
+                Ok(Some(msg)) => {
+                    let out = exchange.on_message(msg);
+                    Some((futures::stream::iter(out.into_iter().map(Ok)), (inbound, exchange, guard)))
                 }
+                _ => None,
             }
-            shared.streams.fetch_sub(1, Ordering::Relaxed);
-            // Dropping the exchange releases its hold on the request state (may write the record).
-            drop(exchange);
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        })
+        .flatten();
+        Ok(Response::new(Box::pin(replies)))
+    }
+}
+
+/// Counts open ext_proc streams for `/admin/status`.
+struct StreamGuard(Arc<Shared>);
+
+impl StreamGuard {
+    fn new(shared: Arc<Shared>) -> StreamGuard {
+        shared.streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(shared)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
