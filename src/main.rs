@@ -32,6 +32,38 @@ struct ListenArgs {
     admin: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct UpArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// Client-facing proxy address; default from config
+    #[arg(long)]
+    proxy: Option<String>,
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    envoy_admin: String,
+    /// Envoy binary (default: $ENVOY_BIN, .venv/bin/envoy, PATH)
+    #[arg(long)]
+    envoy: Option<PathBuf>,
+    /// Where the generated bootstrap and Envoy's log go
+    #[arg(long, default_value = ".run")]
+    workdir: PathBuf,
+    /// Use this demo key instead of minting one (tests)
+    #[arg(long, env = "SWITCHYARD_DEMO_KEY", hide = true)]
+    demo_key: Option<String>,
+}
+
+impl ListenArgs {
+    /// Flags win over the config's `listen:` section.
+    fn addrs(self, snap: &Snapshot) -> Addrs {
+        Addrs {
+            extproc: self.extproc.unwrap_or_else(|| snap.listen.extproc.clone()),
+            admin: self.admin.unwrap_or_else(|| snap.listen.admin.clone()),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the processor (ext_proc gRPC + admin HTTP) for an Envoy you run yourself
@@ -42,26 +74,7 @@ enum Cmd {
         listen: ListenArgs,
     },
     /// Run Envoy and the processor together; prints the proxy endpoint and a demo key
-    Up {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[command(flatten)]
-        listen: ListenArgs,
-        /// Client-facing proxy address; default from config
-        #[arg(long)]
-        proxy: Option<String>,
-        #[arg(long, default_value = "127.0.0.1:9901")]
-        envoy_admin: String,
-        /// Envoy binary (default: $ENVOY_BIN, .venv/bin/envoy, PATH)
-        #[arg(long)]
-        envoy: Option<PathBuf>,
-        /// Where the generated bootstrap and Envoy's log go
-        #[arg(long, default_value = ".run")]
-        workdir: PathBuf,
-        /// Use this demo key instead of minting one (tests)
-        #[arg(long, env = "SWITCHYARD_DEMO_KEY", hide = true)]
-        demo_key: Option<String>,
-    },
+    Up(UpArgs),
     /// Validate a config file; errors name the path in the file and the fix
     Lint { file: PathBuf },
     /// Print the Envoy bootstrap derived from a config (for running Envoy yourself)
@@ -204,36 +217,15 @@ fn main() -> anyhow::Result<()> {
                     session_keys: vec![],
                 };
                 let snap = loader.load()?;
-                let addrs = Addrs {
-                    extproc: listen
-                        .extproc
-                        .unwrap_or_else(|| snap.listen.extproc.clone()),
-                    admin: listen.admin.unwrap_or_else(|| snap.listen.admin.clone()),
-                };
+                let addrs = listen.addrs(&snap);
                 server::start(loader, addrs).await?;
                 shutdown_signal().await;
                 Ok(())
             })
         }
-        Cmd::Up {
-            config,
-            listen,
-            proxy,
-            envoy_admin,
-            envoy,
-            workdir,
-            demo_key,
-        } => {
+        Cmd::Up(args) => {
             init_tracing();
-            runtime()?.block_on(run_up(
-                config,
-                listen,
-                proxy,
-                envoy_admin,
-                envoy,
-                workdir,
-                demo_key,
-            ))
+            runtime()?.block_on(run_up(args))
         }
     }
 }
@@ -252,15 +244,16 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run_up(
-    config: PathBuf,
-    listen: ListenArgs,
-    proxy: Option<String>,
-    envoy_admin: String,
-    envoy: Option<PathBuf>,
-    workdir: PathBuf,
-    demo_key: Option<String>,
-) -> anyhow::Result<()> {
+async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    let UpArgs {
+        config,
+        listen,
+        proxy,
+        envoy_admin,
+        envoy,
+        workdir,
+        demo_key,
+    } = args;
     let envoy_bin = up::find_envoy(envoy.as_deref())?;
     let demo_key = demo_key.unwrap_or_else(mint_key);
     let demo = Arc::new(Principal {
@@ -275,12 +268,7 @@ async fn run_up(
     };
     let snap = loader.load()?;
     let proxy = proxy.unwrap_or_else(|| snap.listen.proxy.clone());
-    let addrs = Addrs {
-        extproc: listen
-            .extproc
-            .unwrap_or_else(|| snap.listen.extproc.clone()),
-        admin: listen.admin.unwrap_or_else(|| snap.listen.admin.clone()),
-    };
+    let addrs = listen.addrs(&snap);
     let bootstrap = up::write_bootstrap(
         &snap,
         &BootstrapOptions {

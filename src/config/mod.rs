@@ -883,3 +883,6 @@ fn yaml_error(e: &serde_yaml::Error) -> ConfigError {
         "correct the YAML at that position (see the SPEC's config section for field names)",
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -27,12 +27,12 @@ use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{
     ExternalProcessor, ExternalProcessorServer,
 };
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use futures::StreamExt;
 use pb::{ProcessingRequest, ProcessingResponse};
 use state::Registry;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 /// What every exchange needs: the live config, the registry of in-flight requests, the sink.
@@ -119,15 +119,21 @@ impl ExternalProcessor for Processor {
         // Replies are produced inline as messages arrive (no task or channel per stream); when
         // Envoy ends the stream tonic drops this state, which releases the request state.
         let guard = StreamGuard::new(shared);
-        let replies = futures::stream::unfold((inbound, exchange, guard), |(mut inbound, mut exchange, guard)| async move {
-            match inbound.message().await {
-                Ok(Some(msg)) => {
-                    let out = exchange.on_message(msg);
-                    Some((futures::stream::iter(out.into_iter().map(Ok)), (inbound, exchange, guard)))
+        let replies = futures::stream::unfold(
+            (inbound, exchange, guard),
+            |(mut inbound, mut exchange, guard)| async move {
+                match inbound.message().await {
+                    Ok(Some(msg)) => {
+                        let out = exchange.on_message(msg);
+                        Some((
+                            futures::stream::iter(out.into_iter().map(Ok)),
+                            (inbound, exchange, guard),
+                        ))
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
-        })
+            },
+        )
         .flatten();
         Ok(Response::new(Box::pin(replies)))
     }

@@ -190,6 +190,19 @@ keys:
   - name: limited
     hash: "sha256:1111111111111111111111111111111111111111111111111111111111111111"
     allowed_models: [m1]
+  - name: routed
+    hash: "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+    routing:
+      active: true
+      strategy: fallback
+      routes:
+        - { name: chat-model, model: m2, priority: 1 }
+        - { name: chat-model, model: m1, priority: 0, timeout_ms: 50 }
+  - name: parked
+    hash: "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+    routing:
+      active: false
+      routes: [ { name: chat-model, model: m2 } ]
 "#;
 
     fn snap() -> Snapshot {
@@ -288,12 +301,43 @@ keys:
     }
 
     #[test]
+    fn active_key_routes_resolve_logical_names_by_priority() {
+        let s = snap();
+        let p = plan(&s, key(&s, '2'), &attrs("chat-model"), 0).unwrap();
+        let models: Vec<_> = p
+            .attempts
+            .iter()
+            .map(|a| a.target.provider_model.as_str())
+            .collect();
+        assert_eq!(models, ["m1", "m2"]);
+        assert_eq!(p.attempts[0].timeout_ms, 50);
+        assert_eq!(p.route, "key:routed/chat-model");
+        // Inactive routing is kept but not enforced: the model field is used as sent.
+        assert_eq!(
+            plan(&s, key(&s, '3'), &attrs("chat-model"), 0).unwrap_err(),
+            RouteError::UnknownModel("chat-model".into())
+        );
+        assert_eq!(
+            plan(&s, key(&s, '3'), &attrs("m2"), 0).unwrap().attempts[0]
+                .target
+                .provider_model,
+            "m2"
+        );
+    }
+
+    #[test]
     fn every_plan_has_an_envoy_chain() {
         let s = snap();
         let chains = s.chains();
         for seed in 0..100 {
-            for m in ["chain", "split", "m1", "m2"] {
-                let p = plan(&s, key(&s, '0'), &attrs(m), seed).unwrap();
+            for (k, m) in [
+                ('0', "chain"),
+                ('0', "split"),
+                ('0', "m1"),
+                ('0', "m2"),
+                ('2', "chat-model"),
+            ] {
+                let p = plan(&s, key(&s, k), &attrs(m), seed).unwrap();
                 assert!(chains.contains(&p.providers()), "{m}: {:?}", p.providers());
             }
         }

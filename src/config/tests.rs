@@ -1,0 +1,81 @@
+//! Validation: every SPEC lint error names its path and fix; good configs build.
+
+use super::*;
+
+fn errors(yaml: &str) -> Vec<ConfigError> {
+    Snapshot::from_yaml(yaml, Path::new("t.yaml"))
+        .expect_err("should not validate")
+        .errors
+}
+
+const P: &str = "providers:\n  - { id: oa, kind: openai, base_url: \"https://api.openai.com/v1\", secret_key_ref: { env: X } }\n";
+
+#[test]
+fn the_four_spec_errors() {
+    let e = errors(&format!(
+        "{P}model_groups:\n  - {{ name: g, models: [ {{ model: m, provider: nope }} ] }}\n"
+    ));
+    assert_eq!(e[0].path, "model_groups[0].models[0].provider");
+    assert!(
+        e[0].message
+            .contains("unknown provider 'nope' in model group")
+    );
+
+    let e = errors(&format!(
+        "{P}models: [ {{ name: a, provider: oa }}, {{ name: b, provider: oa }} ]\nmodel_groups:\n  - {{ name: g, strategy: weighted, models: [ {{ model: a, weight: 50 }}, {{ model: b, weight: 40 }} ] }}\n"
+    ));
+    assert!(e[0].message.starts_with("weights must sum to 100"), "{e:?}");
+
+    let e = errors(&format!(
+        "{P}models: [ {{ name: a, provider: oa }} ]\nmodel_groups:\n  - {{ name: g, models: [ {{ model: a }} ] }}\n  - {{ name: g, models: [ {{ model: a }} ] }}\n"
+    ));
+    assert_eq!(e[0].path, "model_groups[1].name");
+    assert!(e[0].message.contains("duplicate model group name"));
+
+    let e = errors(
+        "providers:\n  - { id: an, kind: anthropic, base_url: \"https://api.anthropic.com/v1\" }\n",
+    );
+    assert_eq!(e[0].path, "providers[0].secret_key_ref");
+    assert!(e[0].message.contains("missing secret_key_ref") && e[0].fix.contains("env"));
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let e = errors(
+        "providers:\n  - { id: a, kind: martian, base_url: x }\nmodels: [ { name: m, provider: zz } ]\nkeys: [ { name: k, hash: md5 } ]\n",
+    );
+    let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["providers[0].kind", "models[0].provider", "keys[0].hash"]
+    );
+}
+
+#[test]
+fn endpoints_parse() {
+    let e = Endpoint::parse("https://api.openai.com/v1/").unwrap();
+    assert_eq!(
+        (e.tls, e.host.as_str(), e.port, e.prefix.as_str()),
+        (true, "api.openai.com", 443, "/v1")
+    );
+    assert_eq!(e.authority(), "api.openai.com");
+    let e = Endpoint::parse("http://127.0.0.1:11434/v1").unwrap();
+    assert_eq!((e.port, e.authority().as_str()), (11434, "127.0.0.1:11434"));
+    assert!(Endpoint::parse("ftp://x").is_err());
+    assert!(Endpoint::parse("http://:80").is_err());
+}
+
+#[test]
+fn pricing_is_per_million_tokens() {
+    let p = Pricing {
+        input_per_mtok: 2.5,
+        output_per_mtok: 10.0,
+    };
+    assert!((p.cost(11, 7) - 0.0000975).abs() < 1e-12);
+    assert_eq!(p.cost(0, 0), 0.0);
+}
+
+#[test]
+fn secrets_do_not_debug_print() {
+    assert_eq!(format!("{:?}", Secret("sk-live".into())), "[redacted]");
+}
