@@ -139,3 +139,14 @@ def test_secrets_never_appear_in_logs_or_records(gateway, providers):
     for text in (gateway.logs(), gateway.records_path.read_text()):
         for secret in (OA_SECRET, AN_SECRET, CLIENT_KEY):
             assert secret not in text
+
+
+def test_committed_envoy_bootstrap_is_generated_and_valid():
+    from conftest import ENVOY, ROOT
+    out = subprocess.run([str(BIN), "bootstrap", "--config", str(ROOT / "examples" / "gateway.yaml")],
+                         capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    assert out.stdout == (ROOT / "envoy" / "bootstrap.yaml").read_text(), \
+        "envoy/bootstrap.yaml is stale: switchyard bootstrap --config examples/gateway.yaml > envoy/bootstrap.yaml"
+    v = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(ROOT / "envoy" / "bootstrap.yaml")],
+                       capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
