@@ -71,20 +71,29 @@ impl RecordSink {
             ring: ring_buf.clone(),
             dropped: Arc::new(AtomicU64::new(0)),
         };
-        tokio::spawn(async move {
+        // A dedicated thread owns the file: blocking writes stay off the async workers, and
+        // the file is opened once, not per batch.
+        let spawned = std::thread::Builder::new().name("switchyard-records".into()).spawn(move || {
+            let mut file = None;
             let mut batch = Vec::with_capacity(256);
-            while rx.recv_many(&mut batch, 256).await > 0 {
-                let mut out = Vec::with_capacity(batch.len() * 512);
+            let mut out = Vec::with_capacity(64 * 1024);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                out.clear();
                 for r in &batch {
                     if serde_json::to_writer(&mut out, r).is_ok() {
                         out.push(b'\n');
                     }
                 }
-                // Blocking file I/O off the async workers; the batch keeps syscalls few.
-                let p = path.clone();
-                let written = tokio::task::spawn_blocking(move || append(&p, &out)).await;
-                if let Ok(Err(e)) | Err(e) = written.map_err(std::io::Error::other) {
-                    tracing::error!(error = %e, path = %path.display(), "cannot append request records");
+                if let Err(e) = append(&mut file, &path, &out) {
+                    file = None;
+                    tracing::error!(error = %e, path = %path.display(), records = batch.len(), "cannot append request records");
                 }
                 if let Ok(mut q) = ring_buf.lock() {
                     for r in batch.drain(..) {
@@ -97,6 +106,9 @@ impl RecordSink {
                 batch.clear();
             }
         });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the record writer thread");
+        }
         sink
     }
 
@@ -124,12 +136,20 @@ impl RecordSink {
     }
 }
 
-fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    f.write_all(bytes)
+/// Append to the open file, opening it on first use (or again after an error).
+fn append(file: &mut Option<std::fs::File>, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if file.is_none() {
+        *file = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        );
+    }
+    match file {
+        Some(f) => f.write_all(bytes),
+        None => Ok(()),
+    }
 }
 
 /// Read records back from a JSON-lines file (for `logs tail`), newest last.
