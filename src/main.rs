@@ -230,10 +230,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Worker threads: `SWITCHYARD_WORKERS`, else tokio's default (one per core).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("SWITCHYARD_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        b.worker_threads(n);
+    }
+    Ok(b.enable_all().build()?)
 }
 
 async fn shutdown_signal() {

@@ -49,6 +49,8 @@ pub struct UpstreamExchange {
     held_chunks: usize,
     held: Vec<u8>,
     ended: bool,
+    /// Set once the attempt is registered in the request state.
+    live: bool,
 }
 
 impl UpstreamExchange {
@@ -64,7 +66,13 @@ impl UpstreamExchange {
             held_chunks: 0,
             held: Vec::new(),
             ended: false,
+            live: false,
         }
+    }
+
+    /// The request state, once this attempt is registered in it (so `self.attempt` is valid).
+    fn live_state(&self) -> Option<Arc<RequestState>> {
+        if self.live { self.state.clone() } else { None }
     }
 
     fn fail(&self, r: Rejection) -> Replies {
@@ -125,12 +133,13 @@ impl UpstreamExchange {
         };
         inner.attempts.push(attempt);
         self.attempt = inner.attempts.len() - 1;
+        self.live = true;
         drop(inner);
         vec![request_headers_reply(Mutation::default())]
     }
 
     fn on_request_body(&mut self) -> Replies {
-        let Some(state) = self.state.clone() else {
+        let Some(state) = self.live_state() else {
             return vec![request_body_reply(Mutation::default(), None, false)];
         };
         let inner = state.lock();
@@ -201,7 +210,7 @@ impl UpstreamExchange {
     }
 
     fn on_response_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
-        let Some(state) = self.state.clone() else {
+        let Some(state) = self.live_state() else {
             return vec![response_headers_reply(Mutation::default())];
         };
         let status = header(h, ":status")
@@ -258,7 +267,7 @@ impl UpstreamExchange {
     /// Release held headers (committing this attempt) and answer every queued chunk; the
     /// translated output rides on the last one.
     fn release(&mut self, mut m: Mutation, output: Vec<u8>, end_of_stream: bool) -> Replies {
-        if let Some(state) = &self.state {
+        if let Some(state) = self.live_state() {
             let mut inner = state.lock();
             let status = match &self.mode {
                 Mode::FinalError(s) => Some(client_status(*s, inner.attempts.len())),
@@ -285,7 +294,7 @@ impl UpstreamExchange {
     }
 
     fn on_response_body(&mut self, b: &pb::HttpBody) -> Replies {
-        let Some(state) = self.state.clone() else {
+        let Some(state) = self.live_state() else {
             return vec![response_body_reply(None)];
         };
         let eos = b.end_of_stream;
@@ -462,7 +471,9 @@ impl Drop for UpstreamExchange {
     /// The stream closed. If the response had not ended, the attempt broke: before release it
     /// was a failure Envoy retries; after release the client's response was cut.
     fn drop(&mut self) {
-        let Some(state) = &self.state else { return };
+        let Some(state) = self.live_state() else {
+            return;
+        };
         if self.ended {
             return;
         }
