@@ -113,3 +113,15 @@ def test_stream_reset_mid_way_is_an_error_for_the_client_and_the_record(gateway,
     rec = gateway.record(raw.headers["x-switchyard-request-id"])
     assert rec["outcome"] == "stream_interrupted"
     assert rec["attempts"][0]["error"] == "upstream connection lost mid-response"
+
+
+def test_a_stream_may_outlast_the_per_attempt_timeout_once_tokens_flow(gateway, providers):
+    # reliable-chat gives gpt-4o 700 ms; this stream takes about 2 s in total.
+    providers["oa"].stream_delay = 0.35
+    r = gateway.chat("reliable-chat", stream=True)
+    body = r.text
+    assert r.headers["x-switchyard-provider"] == "oa"
+    assert body.rstrip().endswith("data: [DONE]"), body
+    assert "Hello" in body and providers["an"].requests == []
+    rec = gateway.record(r.headers["x-switchyard-request-id"])
+    assert rec["outcome"] == "ok" and rec["latency_ms"] > 1000
