@@ -80,6 +80,17 @@ fn ext_proc_filter(mode: Value, message_timeout_ms: u64, upstream: bool) -> Valu
     json!({ "name": "envoy.filters.http.ext_proc", "typed_config": cfg })
 }
 
+/// Envoy's default circuit breakers allow 1024 concurrent requests and only 3 concurrent
+/// retries per cluster: under load that silently disables fallback and caps ext_proc streams
+/// (two per request). A gateway wants its own limits, so these are set out of the way.
+fn circuit_breakers() -> Value {
+    let high = 1_000_000;
+    json!({ "thresholds": [{
+        "priority": "DEFAULT",
+        "max_connections": high, "max_pending_requests": high, "max_requests": high, "max_retries": high
+    }]})
+}
+
 fn tls_socket(host: &str) -> Value {
     json!({
         "name": "envoy.transport_sockets.tls",
@@ -138,7 +149,7 @@ fn chain_cluster_config(snap: &Snapshot, seq: &[usize]) -> Value {
         "dns_lookup_family": "V4_PREFERRED",
         "connect_timeout": "5s",
         "lb_policy": "ROUND_ROBIN",
-        // No overprovisioning: a priority level takes traffic only as the retry policy sends it.
+        "circuit_breakers": circuit_breakers(),
         "per_connection_buffer_limit_bytes": (snap.limits.max_body_bytes * 2).max(1 << 20),
         "load_assignment": { "cluster_name": name, "endpoints": priorities },
         "typed_extension_protocol_options": {
@@ -183,6 +194,7 @@ pub fn bootstrap(snap: &Snapshot, opts: &BootstrapOptions<'_>) -> Value {
         "name": EXTPROC_CLUSTER,
         "type": "STATIC",
         "connect_timeout": "1s",
+        "circuit_breakers": circuit_breakers(),
         "load_assignment": { "cluster_name": EXTPROC_CLUSTER, "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(opts.extproc) } }] }] },
         "typed_extension_protocol_options": { "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",

@@ -125,3 +125,15 @@ def test_a_stream_may_outlast_the_per_attempt_timeout_once_tokens_flow(gateway, 
     assert "Hello" in body and providers["an"].requests == []
     rec = gateway.record(r.headers["x-switchyard-request-id"])
     assert rec["outcome"] == "ok" and rec["latency_ms"] > 1000
+
+
+def test_fallback_holds_under_concurrency(gateway, providers):
+    # Envoy's default circuit breaker allows only 3 concurrent retries per cluster; the
+    # generated bootstrap lifts it, so every one of these falls back.
+    from concurrent.futures import ThreadPoolExecutor
+    n = 24
+    providers["oa"].default_behaviour = "stall:1"
+    with ThreadPoolExecutor(n) as pool:
+        rs = list(pool.map(lambda _: gateway.chat("reliable-chat"), range(n)))
+    assert [r.status_code for r in rs] == [200] * n
+    assert all(r.headers["x-switchyard-provider"] == "an" for r in rs)
