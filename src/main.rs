@@ -144,6 +144,12 @@ enum RouteCmd {
         model: String,
         #[arg(long)]
         session_id: Option<String>,
+        /// Route as this configured key would (its routing and rules)
+        #[arg(long)]
+        key: Option<String>,
+        /// `k=v,k2=v2`, as the x-switchyard-tags header
+        #[arg(long)]
+        tags: Option<String>,
     },
 }
 
@@ -187,8 +193,10 @@ fn main() -> anyhow::Result<()> {
                     config,
                     model,
                     session_id,
+                    key,
+                    tags,
                 },
-        } => explain(&config, &model, session_id.as_deref()),
+        } => explain(&config, &model, session_id.as_deref(), key.as_deref(), tags),
         Cmd::Bootstrap {
             config,
             proxy,
@@ -408,7 +416,13 @@ fn logs_tail(
     Ok(())
 }
 
-fn explain(config: &std::path::Path, model: &str, session_id: Option<&str>) -> anyhow::Result<()> {
+fn explain(
+    config: &std::path::Path,
+    model: &str,
+    session_id: Option<&str>,
+    key: Option<&str>,
+    tags: Option<String>,
+) -> anyhow::Result<()> {
     let snap = Snapshot::from_file(config)?;
     let anyone = Principal {
         id: "explain".into(),
@@ -416,10 +430,29 @@ fn explain(config: &std::path::Path, model: &str, session_id: Option<&str>) -> a
         allowed_models: None,
         routing: None,
     };
-    let attrs = switchyard::routing::RequestAttrs { model, session_id };
-    match switchyard::routing::plan(&snap, &anyone, &attrs, 0) {
+    let tags = tags
+        .as_deref()
+        .map(switchyard::routing::rules::parse_tags)
+        .unwrap_or_default();
+    let attrs = switchyard::routing::RequestAttrs {
+        tags: &tags,
+        ..switchyard::routing::RequestAttrs::model(model, session_id)
+    };
+    let principal = match key {
+        Some(name) => snap
+            .keys
+            .values()
+            .find(|k| k.name == name)
+            .map(|k| k.as_ref())
+            .with_context(|| format!("no key named {name} in the config"))?,
+        None => &anyone,
+    };
+    match switchyard::routing::plan(&snap, principal, &attrs, 0) {
         Ok(plan) => {
             println!("route: {}  strategy: {}", plan.route, plan.strategy);
+            if let Some(rule) = &plan.rule {
+                println!("rule: {rule}");
+            }
             for (i, a) in plan.attempts.iter().enumerate() {
                 println!(
                     "  {}. {} on {} (timeout {} ms)",

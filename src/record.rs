@@ -31,6 +31,8 @@ pub struct Record {
     pub resolved_model: Option<String>,
     pub provider: Option<String>,
     pub route: Option<String>,
+    /// The matched rule's condition, when a rule chose the backends.
+    pub rule: Option<String>,
     pub strategy: Option<String>,
     pub attempts: Vec<AttemptRecord>,
     pub fallback_count: u32,

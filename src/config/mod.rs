@@ -577,7 +577,6 @@ impl Snapshot {
                     &limits,
                     &resolve,
                     &mut errors,
-                    &mut warnings,
                 )
             });
             if let Some(rl) = &k.rate_limit
@@ -630,12 +629,12 @@ impl Snapshot {
 
     /// Every group-like routing table in the config: model groups and active key routes.
     pub fn all_groups(&self) -> impl Iterator<Item = &Group> {
-        self.groups.values().chain(
-            self.keys
-                .values()
-                .filter_map(|k| k.routing.as_ref())
-                .map(|r| &r.group),
-        )
+        let key_groups = self
+            .keys
+            .values()
+            .filter_map(|k| k.routing.as_ref())
+            .flat_map(|r| std::iter::once(&r.group).chain(r.rule_groups.iter()));
+        self.groups.values().chain(key_groups)
     }
 
     /// Provider sequences Envoy needs a cluster chain for, derived from the same `orders` the
@@ -677,6 +676,10 @@ pub fn target_of(m: &Model) -> Target {
 #[derive(Debug, Clone)]
 pub struct KeyRouting {
     pub active: bool,
+    /// Evaluated before the strategy; first match wins.
+    pub rules: Vec<crate::routing::rules::Rule>,
+    /// Each rule's `use` list as a fallback group (parallel to `rules`).
+    pub rule_groups: Vec<Group>,
     pub group: Group,
     /// Logical name per member (parallel to `group.members`).
     pub names: Vec<Option<String>>,
@@ -692,15 +695,12 @@ fn build_key_routing(
     limits: &Limits,
     resolve: &Resolver<'_>,
     errors: &mut Vec<ConfigError>,
-    warnings: &mut Vec<String>,
 ) -> Option<KeyRouting> {
     let strategy = match r.strategy.as_deref() {
         None | Some("fallback") => Strategy::Fallback,
         Some("traffic_split") => Strategy::Weighted,
-        Some("rules") => {
-            warnings.push(format!("{path}.strategy: rules are not evaluated by this build; routes are used in priority order"));
-            Strategy::Fallback
-        }
+        // Rules pick first; requests no rule matches use the routes in priority order.
+        Some("rules") => Strategy::Fallback,
         Some(s) => {
             errors.push(err(
                 format!("{path}.strategy"),
@@ -710,10 +710,37 @@ fn build_key_routing(
             return None;
         }
     };
-    if !r.rules.is_empty() {
-        warnings.push(format!(
-            "{path}.rules: rules are not evaluated by this build"
-        ));
+    let rules = match crate::routing::rules::build(&format!("{path}.rules"), &r.rules) {
+        Ok(rules) => rules,
+        Err(es) => {
+            errors.extend(es.into_iter().map(|e| err(e.path, e.message, e.fix)));
+            Vec::new()
+        }
+    };
+    let mut rule_groups = Vec::new();
+    for (ri, rule) in rules.iter().enumerate() {
+        let mut members = Vec::new();
+        for (ui, u) in rule.use_models.iter().enumerate() {
+            if let Some(target) = resolve(
+                &format!("{path}.rules[{ri}].use[{ui}]"),
+                &u.model,
+                None,
+                errors,
+            ) {
+                members.push(Member {
+                    target,
+                    timeout_ms: u.timeout_ms.unwrap_or(limits.default_timeout_ms),
+                    weight: 1,
+                    tag: None,
+                });
+            }
+        }
+        rule_groups.push(Group {
+            name: format!("key:{key_name}/rule[{ri}]"),
+            strategy: Strategy::Fallback,
+            session_affinity: false,
+            members,
+        });
     }
     if r.active && r.routes.is_empty() {
         errors.push(err(
@@ -744,6 +771,8 @@ fn build_key_routing(
     }
     Some(KeyRouting {
         active: r.active,
+        rules,
+        rule_groups,
         group: Group {
             name: format!("key:{key_name}"),
             strategy,

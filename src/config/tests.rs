@@ -79,3 +79,17 @@ fn pricing_is_per_million_tokens() {
 fn secrets_do_not_debug_print() {
     assert_eq!(format!("{:?}", Secret("sk-live".into())), "[redacted]");
 }
+
+#[test]
+fn rule_errors_name_their_path() {
+    let yaml = format!(
+        "{P}models: [ {{ name: a, provider: oa }} ]\nkeys:\n  - name: k\n    hash: \"sha256:{}\"\n    routing:\n      active: true\n      strategy: rules\n      routes: [ {{ model: a }} ]\n      rules:\n        - {{ when: {{ tag: tier, op: equals, value: x }}, use: [ {{ model: a }} ] }}\n        - {{ when: {{ tag: tier, op: eq, value: x }}, use: [ {{ model: ghost }} ] }}\n",
+        "0".repeat(64)
+    );
+    let e = errors(&yaml);
+    assert_eq!(e[0].path, "keys[0].routing.rules[0].when.op");
+    assert!(e[0].fix.contains("`eq`"), "{e:?}");
+    let e = errors(&yaml.replace("op: equals", "op: eq"));
+    assert_eq!(e[0].path, "keys[0].routing.rules[1].use[0].model");
+    assert!(e[0].message.contains("unknown model 'ghost'"));
+}

@@ -32,6 +32,10 @@ pub struct DownstreamExchange {
     state: Option<Arc<RequestState>>,
     /// Body bytes seen so far, for requests without content-length.
     body_len: u64,
+    /// `x-switchyard-tags`, parsed (rule attributes and record tags).
+    tags: Vec<(String, String)>,
+    /// Request headers, kept only when the key has rules that may test them.
+    headers: Vec<(String, String)>,
 }
 
 impl DownstreamExchange {
@@ -40,6 +44,8 @@ impl DownstreamExchange {
             shared,
             state: None,
             body_len: 0,
+            tags: Vec::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -87,6 +93,32 @@ impl DownstreamExchange {
             inner.key = Some(principal.clone());
             inner.inbound = inbound;
             inner.session_id = header(h, "x-session-id").map(str::to_string);
+        }
+        // Tags are the one client-sent x-switchyard-* header we read: as rule attributes and
+        // record labels, never as routing instructions. Read here, stripped below.
+        if let Some(t) = header(h, "x-switchyard-tags") {
+            self.tags = crate::routing::rules::parse_tags(t);
+            state.lock().tags = self.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        }
+        if principal
+            .routing
+            .as_ref()
+            .is_some_and(|r| r.active && !r.rules.is_empty())
+        {
+            self.headers = h
+                .headers
+                .iter()
+                .flat_map(|m| m.headers.iter())
+                .filter(|v| !v.key.starts_with(':'))
+                .map(|v| {
+                    let value = if v.raw_value.is_empty() {
+                        v.value.clone()
+                    } else {
+                        String::from_utf8_lossy(&v.raw_value).into_owned()
+                    };
+                    (v.key.to_ascii_lowercase(), value)
+                })
+                .collect();
         }
 
         let Some(_) = inbound else {
@@ -214,6 +246,10 @@ impl DownstreamExchange {
         let attrs = RequestAttrs {
             model: &model,
             session_id: session.as_deref(),
+            user: body.get("user").and_then(|u| u.as_str()),
+            tags: &self.tags,
+            headers: &self.headers,
+            metadata: body.get("metadata").and_then(|m| m.as_object()),
         };
         let plan = match plan(&snap, &key, &attrs, rand::random()) {
             Ok(p) => p,

@@ -48,6 +48,8 @@ pub struct Inner {
     pub finished: Option<Instant>,
     /// Set when a committed response failed after it started (a stream cut mid-way).
     pub failure: Option<String>,
+    /// Client tags (`k=v`) from `x-switchyard-tags`.
+    pub tags: Vec<String>,
 }
 
 pub struct RequestState {
@@ -124,10 +126,12 @@ impl RequestState {
         let cost = pricing.map_or(0.0, |p| {
             p.cost(inner.usage.input_tokens, inner.usage.output_tokens)
         });
+        // The serving member's tag (A/B arm), then the client's own tags.
         let tags = winner
             .and_then(|w| inner.plan.as_ref().and_then(|p| p.attempts.get(w.position)))
             .and_then(|a| a.tag.clone())
             .into_iter()
+            .chain(inner.tags.iter().cloned())
             .collect();
         let ts = time::OffsetDateTime::from(self.ts)
             .format(&time::format_description::well_known::Rfc3339)
@@ -142,6 +146,7 @@ impl RequestState {
             resolved_model: winner.map(|w| w.model.clone()),
             provider: winner.map(|w| w.provider.clone()),
             route: inner.plan.as_ref().map(|p| p.route.clone()),
+            rule: inner.plan.as_ref().and_then(|p| p.rule.clone()),
             strategy: inner.plan.as_ref().map(|p| p.strategy.to_string()),
             attempts: inner
                 .attempts

@@ -2,13 +2,46 @@
 //! an ordered list of attempts plus the reason. No I/O, no clock, no randomness of its own, so
 //! it is tested as a table and `route explain` can show exactly what a request would do.
 
+pub mod rules;
+
 use crate::auth::Principal;
 use crate::config::{Group, MAX_CHAIN, Snapshot, Strategy, Target, target_of};
 
+/// What routing may look at. Rules see all of it; strategies only the model and session.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestAttrs<'a> {
     pub model: &'a str,
     pub session_id: Option<&'a str>,
+    pub user: Option<&'a str>,
+    /// Parsed `x-switchyard-tags`.
+    pub tags: &'a [(String, String)],
+    /// Request headers (lowercased names); collected only for keys that have rules.
+    pub headers: &'a [(String, String)],
+    pub metadata: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+impl<'a> RequestAttrs<'a> {
+    /// Only a model (and optionally a session): what strategies need.
+    pub fn model(model: &'a str, session_id: Option<&'a str>) -> RequestAttrs<'a> {
+        RequestAttrs {
+            model,
+            session_id,
+            user: None,
+            tags: &[],
+            headers: &[],
+            metadata: None,
+        }
+    }
+
+    fn view(&self) -> rules::RequestView<'a> {
+        rules::RequestView {
+            model: self.model,
+            user: self.user,
+            tags: self.tags,
+            headers: self.headers,
+            metadata: self.metadata,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -21,9 +54,11 @@ pub struct Attempt {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub attempts: Vec<Attempt>,
-    /// What matched: `group:<name>`, `model:<name>` or `key:<name>/<route>`.
+    /// What matched: `group:<name>`, `model:<name>`, `key:<name>/<route>` or `key:<name>/rule[i]`.
     pub route: String,
     pub strategy: &'static str,
+    /// The matched rule's condition, for the decision trace.
+    pub rule: Option<String>,
 }
 
 impl Plan {
@@ -52,6 +87,14 @@ pub fn plan(
     seed: u64,
 ) -> Result<Plan, RouteError> {
     if let Some(r) = key.routing.as_ref().filter(|r| r.active) {
+        // Rules first: the first match wins and its `use` list is tried in order.
+        if let Some(i) = rules::first_match(&r.rules, &req.view()) {
+            let rule = &r.rule_groups[i];
+            let mut p = from_group(rule, req, seed, format!("key:{}/rule[{i}]", key.name))?;
+            p.strategy = "rules";
+            p.rule = Some(rules::describe(&r.rules[i].when));
+            return Ok(p);
+        }
         // Named routes answer their logical name; with no route of that name, all routes apply.
         let named: Vec<usize> = (0..r.names.len())
             .filter(|&i| r.names[i].as_deref() == Some(req.model))
@@ -85,6 +128,7 @@ pub fn plan(
             }],
             route: format!("model:{}", m.name),
             strategy: "single",
+            rule: None,
         });
     }
     Err(RouteError::UnknownModel(req.model.to_string()))
@@ -126,6 +170,7 @@ fn from_group(
             .collect(),
         route,
         strategy: g.strategy.as_str(),
+        rule: None,
     })
 }
 
@@ -215,10 +260,7 @@ keys:
     }
 
     fn attrs(model: &str) -> RequestAttrs<'_> {
-        RequestAttrs {
-            model,
-            session_id: None,
-        }
+        RequestAttrs::model(model, None)
     }
 
     #[test]
@@ -282,10 +324,7 @@ keys:
     #[test]
     fn affinity_is_sticky_per_session() {
         let s = snap();
-        let req = RequestAttrs {
-            model: "split",
-            session_id: Some("conv-42"),
-        };
+        let req = RequestAttrs::model("split", Some("conv-42"));
         let first = plan(&s, key(&s, '0'), &req, 1).unwrap().attempts[0]
             .target
             .provider_model

@@ -91,6 +91,18 @@ keys:
   - name: restricted
     hash: "sha256:{__import__('hashlib').sha256(b'sk-restricted').hexdigest()}"
     allowed_models: [llama3]
+  - name: ruled
+    hash: "sha256:{__import__('hashlib').sha256(b'sk-ruled').hexdigest()}"
+    routing:
+      active: true
+      strategy: rules
+      routes:
+        - {{ name: chat-model, model: gpt-4o }}
+      rules:
+        - when: {{ any: [ {{ tag: tier, op: eq, value: bulk }}, {{ header: x-priority, op: in, value: [low, batch] }} ] }}
+          use: [ {{ model: llama3 }} ]
+        - when: {{ metadata: team, op: eq, value: research }}
+          use: [ {{ model: claude-sonnet-4 }}, {{ model: gpt-4o }} ]
 """
 
 
