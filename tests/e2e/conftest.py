@@ -103,6 +103,19 @@ keys:
           use: [ {{ model: llama3 }} ]
         - when: {{ metadata: team, op: eq, value: research }}
           use: [ {{ model: claude-sonnet-4 }}, {{ model: gpt-4o }} ]
+  - name: canary
+    hash: "sha256:{__import__('hashlib').sha256(b'sk-canary').hexdigest()}"
+    routing:
+      active: true
+      strategy: traffic_split
+      routes:
+        - {{ name: chat-model, model: gpt-4o, weight: 90 }}
+        - {{ name: chat-model, model: llama3, weight: 10 }}
+  - name: parked
+    hash: "sha256:{__import__('hashlib').sha256(b'sk-parked').hexdigest()}"
+    routing:
+      active: false
+      routes: [ {{ name: chat-model, model: llama3 }} ]
 """
 
 

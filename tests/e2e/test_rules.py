@@ -39,3 +39,22 @@ def test_no_rule_matches_uses_the_routes(gateway, providers):
     assert r.headers["x-switchyard-provider"] == "oa"
     assert providers["oa"].requests[0]["body"]["model"] == "gpt-4o"
     assert rec["route"] == "key:ruled/chat-model" and rec["rule"] is None
+
+
+def test_canary_split_on_a_logical_name(gateway, providers):
+    n = 200
+    for _ in range(n):
+        r = gateway.post("/v1/chat/completions", {"model": "chat-model", "messages": [{"role": "user", "content": "hi"}]}, key="sk-canary")
+        assert r.status_code == 200
+    stable, canary = len(providers["oa"].requests), len(providers["oa2"].requests)
+    assert stable + canary == n
+    # 90/10: 3 sigma of binomial(200, 0.1) is about 13.
+    assert 5 <= canary <= 33, (stable, canary)
+    assert {r["body"]["model"] for r in providers["oa"].requests} == {"gpt-4o"}
+
+
+def test_inactive_routing_uses_the_model_as_sent(gateway, providers):
+    body = {"model": "chat-model", "messages": [{"role": "user", "content": "hi"}]}
+    assert gateway.post("/v1/chat/completions", body, key="sk-parked").status_code == 404
+    r = gateway.post("/v1/chat/completions", {**body, "model": "gpt-4o"}, key="sk-parked")
+    assert r.status_code == 200 and r.headers["x-switchyard-provider"] == "oa"
