@@ -57,6 +57,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 "ext_proc_streams": shared.streams.load(std::sync::atomic::Ordering::Relaxed),
                 "in_flight": shared.registry.len(),
                 "records_dropped": shared.sink.dropped(),
+                "cooling_backends": shared.health.cooling(std::time::Instant::now()),
             }),
         ),
         _ => json(

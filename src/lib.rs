@@ -16,6 +16,7 @@ pub mod config;
 pub mod envoy;
 pub mod errors;
 pub mod extproc;
+pub mod health;
 pub mod record;
 pub mod routing;
 pub mod server;

@@ -298,6 +298,7 @@ pub struct Snapshot {
     pub groups: HashMap<String, Group>,
     pub keys: HashMap<KeyHash, Arc<Principal>>,
     pub redis_url: Option<String>,
+    pub health: crate::health::Policy,
     pub warnings: Vec<String>,
 }
 
@@ -623,6 +624,12 @@ impl Snapshot {
             groups,
             keys,
             redis_url: raw.store.redis_url,
+            health: crate::health::Policy {
+                consecutive_failures: raw.health.consecutive_failures.unwrap_or(3),
+                cooldown: std::time::Duration::from_millis(
+                    raw.health.cooldown_ms.unwrap_or(30_000),
+                ),
+            },
             warnings,
         })
     }
@@ -638,7 +645,7 @@ impl Snapshot {
     }
 
     /// Provider sequences Envoy needs a cluster chain for, derived from the same `orders` the
-    /// router picks from.
+    /// router picks from (and their subsequences, for plans with cooling backends removed).
     pub fn chains(&self) -> BTreeSet<Vec<usize>> {
         let mut out = BTreeSet::new();
         for p in 0..self.providers.len() {
@@ -651,8 +658,16 @@ impl Snapshot {
                     .map(|&i| g.members[i].target.provider)
                     .take(MAX_CHAIN)
                     .collect();
-                if !seq.is_empty() {
-                    out.insert(seq);
+                // Every order-preserving subsequence too: routing drops backends that are
+                // cooling down, and the remaining chain must exist in Envoy.
+                for mask in 1u32..(1 << seq.len()) {
+                    out.insert(
+                        seq.iter()
+                            .enumerate()
+                            .filter(|(i, _)| mask & (1 << i) != 0)
+                            .map(|(_, &p)| p)
+                            .collect(),
+                    );
                 }
             }
         }

@@ -23,6 +23,17 @@ pub struct RawConfig {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
+    pub health: RawHealth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// Consecutive failed attempts that put a backend in cooldown (default 3).
+    pub consecutive_failures: Option<u32>,
+    /// How long a backend is skipped before a probe request (default 30 s).
+    pub cooldown_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,7 +6,7 @@
 //!   per-try timeout for Envoy; the body itself is left as sent (attempts translate it);
 //! - response headers: add the `x-switchyard-*` headers the client sees.
 
-use super::state::RequestState;
+use super::state::{AttemptState, RequestState};
 use super::{
     Exchange, Mutation, Replies, Shared, header, header_names, immediate, request_body_reply,
     request_headers_reply, response_headers_reply,
@@ -251,11 +251,45 @@ impl DownstreamExchange {
             headers: &self.headers,
             metadata: body.get("metadata").and_then(|m| m.as_object()),
         };
-        let plan = match plan(&snap, &key, &attrs, rand::random()) {
+        let mut plan = match plan(&snap, &key, &attrs, rand::random()) {
             Ok(p) => p,
             Err(e) => return self.reject(&state, Rejection::from(&e)),
         };
 
+        // Backends cooling down leave the plan (never all of them); they show in the record.
+        let now = Instant::now();
+        let backends: Vec<String> = plan
+            .attempts
+            .iter()
+            .map(|a| {
+                crate::health::backend_key(
+                    &snap.providers[a.target.provider].id,
+                    &a.target.provider_model,
+                )
+            })
+            .collect();
+        let skips = self.shared.health.skips(&backends, now);
+        let mut skipped = Vec::new();
+        if skips.iter().any(|&s| s) {
+            let mut kept = Vec::new();
+            for (a, skip) in plan.attempts.drain(..).zip(skips) {
+                if skip {
+                    skipped.push(AttemptState {
+                        position: usize::MAX,
+                        provider: snap.providers[a.target.provider].id.clone(),
+                        model: a.target.provider_model.clone(),
+                        started: now,
+                        ended: Some(now),
+                        status: None,
+                        error: Some("skipped: backend cooling down".into()),
+                        committed: false,
+                    });
+                } else {
+                    kept.push(a);
+                }
+            }
+            plan.attempts = kept;
+        }
         let mut m = Mutation::default();
         m.set(CLUSTER_HEADER, chain_cluster(&snap, &plan.providers()));
         m.set("x-envoy-max-retries", (plan.attempts.len() - 1).to_string());
@@ -265,6 +299,7 @@ impl DownstreamExchange {
         );
         {
             let mut inner = state.lock();
+            inner.attempts.extend(skipped);
             inner.plan = Some(plan);
             inner.snapshot = Some(snap);
             inner.body = Some(Arc::new(body));

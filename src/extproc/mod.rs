@@ -41,6 +41,7 @@ pub struct Shared {
     pub registry: Registry,
     pub sink: RecordSink,
     pub streams: AtomicU64,
+    pub health: crate::health::Health,
     id_prefix: u64,
     id_counter: AtomicU64,
 }
@@ -52,6 +53,7 @@ impl Shared {
             registry: Registry::default(),
             sink,
             streams: AtomicU64::new(0),
+            health: crate::health::Health::default(),
             id_prefix: rand::random::<u64>(),
             id_counter: AtomicU64::new(0),
         }

@@ -51,6 +51,9 @@ pub struct UpstreamExchange {
     ended: bool,
     /// Set once the attempt is registered in the request state.
     live: bool,
+    /// `provider/model`, for health reports.
+    backend: String,
+    policy: crate::health::Policy,
 }
 
 impl UpstreamExchange {
@@ -67,6 +70,11 @@ impl UpstreamExchange {
             held: Vec::new(),
             ended: false,
             live: false,
+            backend: String::new(),
+            policy: crate::health::Policy {
+                consecutive_failures: 3,
+                cooldown: std::time::Duration::from_secs(30),
+            },
         }
     }
 
@@ -131,6 +139,8 @@ impl UpstreamExchange {
             error: None,
             committed: false,
         };
+        self.backend = crate::health::backend_key(&attempt.provider, &attempt.model);
+        self.policy = snap.health;
         inner.attempts.push(attempt);
         self.attempt = inner.attempts.len() - 1;
         self.live = true;
@@ -223,6 +233,10 @@ impl UpstreamExchange {
         let attempt = &mut inner.attempts[self.attempt];
         attempt.status = Some(status);
         let retriable = status == 429 || status >= 500;
+        // The backend answered: a 429/5xx counts against its health, anything else for it.
+        self.shared
+            .health
+            .report(&self.backend, !retriable, self.policy, Instant::now());
         let last = attempt.position + 1 >= plan_len;
         let mut m = Mutation::default();
         if status >= 400 {
@@ -486,6 +500,10 @@ impl Drop for UpstreamExchange {
         }
         a.ended = Some(Instant::now());
         let committed = a.committed;
+        // No complete response: connect failure, reset, timeout, or a stream cut.
+        self.shared
+            .health
+            .report(&self.backend, false, self.policy, Instant::now());
         let reason = match (a.status, committed) {
             (None, _) => "no response (connect failure, reset or timeout)".to_string(),
             (Some(s), false) => format!("status {s}: connection lost before the first token"),

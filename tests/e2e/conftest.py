@@ -37,10 +37,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def base_config(providers: dict[str, FakeProvider], records: Path) -> str:
+# Tests share one gateway and fail backends on purpose; cooldown would leak between them, so
+# the shared config effectively disables it (the health test sets its own policy).
+NO_COOLDOWN = "health: { consecutive_failures: 1000000 }"
+
+
+def base_config(providers: dict[str, FakeProvider], records: Path, health: str = NO_COOLDOWN) -> str:
     oa, oa2, an = providers["oa"], providers["oa2"], providers["an"]
     return f"""
 records: {{ path: {records} }}
+{health}
 limits: {{ max_body_bytes: 65536, default_timeout_ms: 3000 }}
 providers:
   - {{ id: oa, kind: openai, base_url: "{oa.url}/v1", secret_key_ref: {{ env: E2E_OA_KEY }} }}

@@ -137,3 +137,35 @@ def test_fallback_holds_under_concurrency(gateway, providers):
         rs = list(pool.map(lambda _: gateway.chat("reliable-chat"), range(n)))
     assert [r.status_code for r in rs] == [200] * n
     assert all(r.headers["x-switchyard-provider"] == "an" for r in rs)
+
+
+def test_a_failing_backend_cools_down_is_skipped_and_recovers_after_a_probe(providers):
+    from conftest import Gateway, base_config
+    import time as _t
+    gw = Gateway(providers, config_text=None)
+    try:
+        cfg = base_config(providers, gw.records_path, health="health: { consecutive_failures: 2, cooldown_ms: 1500 }")
+        gw.config_path.write_text(cfg)
+        _t.sleep(1.0)  # hot reload picks up the health policy
+        providers["oa"].default_behaviour = "status:500"
+        for _ in range(2):
+            assert gw.chat("reliable-chat").headers["x-switchyard-provider"] == "an"
+        assert len(providers["oa"].requests) == 2
+        # Cooling: oa is not called at all, the request goes straight to an.
+        r = gw.chat("reliable-chat")
+        assert r.status_code == 200 and r.headers["x-switchyard-provider"] == "an"
+        assert len(providers["oa"].requests) == 2
+        rec = gw.record(r.headers["x-switchyard-request-id"])
+        assert rec["attempts"][0]["error"] == "skipped: backend cooling down"
+        import requests as _rq
+        status = _rq.get(f"http://{gw.admin}/admin/status", timeout=5).json()
+        assert status["cooling_backends"] == ["oa/gpt-4o"]
+        assert "backend cooling down" in gw.logs()
+        # After the cooldown one probe goes through; it succeeds and oa serves again.
+        providers["oa"].default_behaviour = "ok"
+        _t.sleep(1.6)
+        assert gw.chat("reliable-chat").headers["x-switchyard-provider"] == "oa"
+        assert gw.chat("reliable-chat").headers["x-switchyard-provider"] == "oa"
+        assert "backend recovered" in gw.logs()
+    finally:
+        gw.stop()

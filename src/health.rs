@@ -1,0 +1,156 @@
+//! Backend health (seed 004): consecutive failures put a backend (provider + model) in
+//! cooldown; while cooling it is skipped if another attempt in the plan is eligible; when the
+//! cooldown ends one request is let through as a half-open probe, whose outcome decides between
+//! recovery and another cooldown. Fed by the attempts' real outcomes; no background checks.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub consecutive_failures: u32,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    failures: u32,
+    cooling_until: Option<Instant>,
+    probing: bool,
+}
+
+#[derive(Default)]
+pub struct Health {
+    backends: Mutex<HashMap<String, State>>,
+}
+
+/// Identifies a backend across requests.
+pub fn backend_key(provider: &str, model: &str) -> String {
+    format!("{provider}/{model}")
+}
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
+        self.backends.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Which of `backends` (a plan, in order) to skip now. Never skips all of them; a backend
+    /// whose cooldown has ended is admitted once as the probe.
+    pub fn skips(&self, backends: &[String], now: Instant) -> Vec<bool> {
+        let mut map = self.lock();
+        let mut skip: Vec<bool> = backends
+            .iter()
+            .map(|b| match map.get_mut(b) {
+                Some(s) => match s.cooling_until {
+                    Some(until) if now < until => true,
+                    Some(_) if s.probing => true,
+                    Some(_) => {
+                        s.probing = true;
+                        false
+                    }
+                    None => false,
+                },
+                None => false,
+            })
+            .collect();
+        if skip.iter().all(|&s| s) {
+            skip.iter_mut().for_each(|s| *s = false);
+        }
+        skip
+    }
+
+    pub fn report(&self, backend: &str, ok: bool, policy: Policy, now: Instant) {
+        let mut map = self.lock();
+        let s = map.entry(backend.to_string()).or_default();
+        if ok {
+            if s.cooling_until.is_some() {
+                tracing::info!(backend, "backend recovered");
+            }
+            *s = State::default();
+            return;
+        }
+        s.failures += 1;
+        let was_probe = s.probing;
+        s.probing = false;
+        if was_probe || s.failures >= policy.consecutive_failures.max(1) {
+            s.cooling_until = Some(now + policy.cooldown);
+            tracing::warn!(
+                backend,
+                failures = s.failures,
+                cooldown_ms = policy.cooldown.as_millis() as u64,
+                "backend cooling down"
+            );
+        }
+    }
+
+    /// Backends currently cooling down, for `/admin/status`.
+    pub fn cooling(&self, now: Instant) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, s)| s.cooling_until.is_some_and(|u| now < u))
+            .map(|(k, _)| k.clone())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Policy = Policy {
+        consecutive_failures: 2,
+        cooldown: Duration::from_secs(10),
+    };
+
+    #[test]
+    fn cools_after_consecutive_failures_then_probes_once() {
+        let h = Health::default();
+        let t0 = Instant::now();
+        let plan = vec!["a/m".to_string(), "b/m".to_string()];
+        h.report("a/m", false, P, t0);
+        assert_eq!(
+            h.skips(&plan, t0),
+            [false, false],
+            "one failure is not enough"
+        );
+        h.report("a/m", false, P, t0);
+        assert_eq!(h.skips(&plan, t0), [true, false]);
+        assert_eq!(h.cooling(t0), ["a/m"]);
+        let later = t0 + Duration::from_secs(11);
+        assert_eq!(h.skips(&plan, later), [false, false], "the probe");
+        assert_eq!(
+            h.skips(&plan, later),
+            [true, false],
+            "only one probe at a time"
+        );
+        h.report("a/m", false, P, later);
+        assert_eq!(
+            h.skips(&plan, later),
+            [true, false],
+            "failed probe: cooling again"
+        );
+        let much_later = later + Duration::from_secs(11);
+        assert_eq!(h.skips(&plan, much_later), [false, false]);
+        h.report("a/m", true, P, much_later);
+        assert_eq!(h.skips(&plan, much_later), [false, false]);
+        assert!(h.cooling(much_later).is_empty());
+    }
+
+    #[test]
+    fn never_skips_everything_and_success_resets() {
+        let h = Health::default();
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            h.report("a/m", false, P, t0);
+        }
+        assert_eq!(h.skips(&["a/m".to_string()], t0), [false]);
+        h.report("b/m", false, P, t0);
+        h.report("b/m", true, P, t0);
+        h.report("b/m", false, P, t0);
+        assert_eq!(h.skips(&["b/m".to_string()], t0), [false]);
+    }
+}
