@@ -20,10 +20,15 @@ struct State {
     probing: bool,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Health {
     backends: Mutex<HashMap<String, State>>,
+    /// EWMA of each backend's time to first token (ms), from real traffic.
+    latency: Mutex<HashMap<String, f64>>,
 }
+
+/// Weight of the newest sample in the latency EWMA.
+const EWMA_ALPHA: f64 = 0.3;
 
 /// Identifies a backend across requests.
 pub fn backend_key(provider: &str, model: &str) -> String {
@@ -82,6 +87,20 @@ impl Health {
                 "backend cooling down"
             );
         }
+    }
+
+    pub fn observe_latency(&self, backend: &str, ms: f64) {
+        let mut map = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry(backend.to_string()).or_insert(ms);
+        *e = EWMA_ALPHA * ms + (1.0 - EWMA_ALPHA) * *e;
+    }
+
+    pub fn latency_ms(&self, backend: &str) -> Option<f64> {
+        self.latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(backend)
+            .copied()
     }
 
     /// Backends currently cooling down, for `/admin/status`.

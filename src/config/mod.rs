@@ -199,10 +199,18 @@ pub struct Model {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
     Fallback,
     Weighted,
+    /// Cheapest estimated cost for this request (catalog pricing).
+    LowestCost,
+    /// Cheapest whose estimated cost fits `budget_per_request_usd`; else the most capable.
+    Cost {
+        budget_usd: f64,
+    },
+    /// Lowest live EWMA time to first token.
+    LeastLatency,
 }
 
 impl Strategy {
@@ -210,6 +218,9 @@ impl Strategy {
         match self {
             Strategy::Fallback => "fallback",
             Strategy::Weighted => "weighted",
+            Strategy::LowestCost => "lowest_cost",
+            Strategy::Cost { .. } => "cost",
+            Strategy::LeastLatency => "least_latency",
         }
     }
 }
@@ -223,6 +234,7 @@ pub struct Target {
     pub catalog: Option<String>,
     pub pricing: Pricing,
     pub max_output_tokens: Option<u64>,
+    pub context_window: Option<u64>,
     pub enabled: bool,
 }
 
@@ -253,7 +265,11 @@ impl Group {
             .collect();
         match self.strategy {
             Strategy::Fallback => vec![enabled],
-            Strategy::Weighted => enabled
+            // The chosen member first, the rest in config order as fallbacks.
+            Strategy::Weighted
+            | Strategy::LowestCost
+            | Strategy::Cost { .. }
+            | Strategy::LeastLatency => enabled
                 .iter()
                 .map(|&first| {
                     let mut order = vec![first];
@@ -446,6 +462,7 @@ impl Snapshot {
                     catalog: cat.map(|m| m.name.clone()),
                     pricing: cat.map(|m| m.pricing).unwrap_or_default(),
                     max_output_tokens: cat.and_then(|m| m.max_output_tokens),
+                    context_window: cat.and_then(|m| m.context_window),
                     enabled: cat.is_none_or(|m| m.enabled),
                 });
             }
@@ -482,11 +499,24 @@ impl Snapshot {
             let strategy = match g.strategy.as_deref() {
                 None | Some("fallback") => Strategy::Fallback,
                 Some("weighted") => Strategy::Weighted,
-                Some(s @ ("lowest_cost" | "least_latency" | "cost" | "intelligent")) => {
+                Some("lowest_cost") => Strategy::LowestCost,
+                Some("least_latency") => Strategy::LeastLatency,
+                Some("cost") => match g.budget_per_request_usd {
+                    Some(b) if b > 0.0 && b.is_finite() => Strategy::Cost { budget_usd: b },
+                    _ => {
+                        errors.push(err(
+                            format!("{path}.budget_per_request_usd"),
+                            format!("strategy 'cost' in group '{}' needs a positive budget_per_request_usd", g.name),
+                            "add budget_per_request_usd: 0.01 (USD per request)",
+                        ));
+                        Strategy::Fallback
+                    }
+                },
+                Some("intelligent") => {
                     errors.push(err(
                         format!("{path}.strategy"),
-                        format!("strategy '{s}' is not available in this build"),
-                        "use fallback or weighted",
+                        "strategy 'intelligent' is not available in this build",
+                        "use fallback, weighted, lowest_cost, cost or least_latency",
                     ));
                     Strategy::Fallback
                 }
@@ -494,7 +524,7 @@ impl Snapshot {
                     errors.push(err(
                         format!("{path}.strategy"),
                         format!("unknown strategy '{s}'"),
-                        "use fallback or weighted",
+                        "use fallback, weighted, lowest_cost, cost or least_latency",
                     ));
                     Strategy::Fallback
                 }
@@ -682,6 +712,7 @@ pub fn target_of(m: &Model) -> Target {
         catalog: Some(m.name.clone()),
         pricing: m.pricing,
         max_output_tokens: m.max_output_tokens,
+        context_window: m.context_window,
         enabled: m.enabled,
     }
 }

@@ -250,6 +250,15 @@ impl DownstreamExchange {
             tags: &self.tags,
             headers: &self.headers,
             metadata: body.get("metadata").and_then(|m| m.as_object()),
+            est_input_tokens: crate::routing::estimate_input_tokens(&body),
+            max_output_tokens: body
+                .get("max_completion_tokens")
+                .or_else(|| body.get("max_tokens"))
+                .and_then(|v| v.as_u64()),
+            stats: Some(&LiveStats {
+                snap: &snap,
+                health: &self.shared.health,
+            }),
         };
         let mut plan = match plan(&snap, &key, &attrs, rand::random()) {
             Ok(p) => p,
@@ -332,6 +341,22 @@ impl DownstreamExchange {
             format!("{:.3}", state.overhead_ms()),
         );
         vec![response_headers_reply(m)]
+    }
+}
+
+/// The router's view of live backend statistics.
+#[derive(Debug)]
+struct LiveStats<'a> {
+    snap: &'a crate::config::Snapshot,
+    health: &'a crate::health::Health,
+}
+
+impl crate::routing::Stats for LiveStats<'_> {
+    fn latency_ms(&self, target: &crate::config::Target) -> Option<f64> {
+        self.health.latency_ms(&crate::health::backend_key(
+            &self.snap.providers[target.provider].id,
+            &target.provider_model,
+        ))
     }
 }
 

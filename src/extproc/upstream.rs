@@ -292,6 +292,11 @@ impl UpstreamExchange {
             }
             let a = &mut inner.attempts[self.attempt];
             a.committed = true;
+            if status.is_none() {
+                // Released on the first token (or the whole body): the backend's TTFT.
+                let ms = a.started.elapsed().as_secs_f64() * 1e3;
+                self.shared.health.observe_latency(&self.backend, ms);
+            }
             if end_of_stream {
                 a.ended = Some(Instant::now());
             }

@@ -18,6 +18,47 @@ pub struct RequestAttrs<'a> {
     /// Request headers (lowercased names); collected only for keys that have rules.
     pub headers: &'a [(String, String)],
     pub metadata: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// Prompt size estimate (see `estimate_input_tokens`) and the client's output cap, for the
+    /// cost strategies.
+    pub est_input_tokens: u64,
+    pub max_output_tokens: Option<u64>,
+    /// Live backend statistics, for `least_latency`; `None` means no data.
+    pub stats: Option<&'a dyn Stats>,
+}
+
+/// Live statistics the router may consult. Passed in, so `plan` stays free of I/O and clocks.
+pub trait Stats: std::fmt::Debug {
+    /// EWMA time to first token of a backend, if it has served anything yet.
+    fn latency_ms(&self, target: &Target) -> Option<f64>;
+}
+
+/// Output tokens assumed when the client sets no cap.
+pub const DEFAULT_EST_OUTPUT_TOKENS: u64 = 256;
+
+/// A cheap prompt size estimate: about four characters per token over all message text, plus
+/// a few tokens of framing per message. Good enough to rank models by cost; not billing.
+pub fn estimate_input_tokens(body: &serde_json::Value) -> u64 {
+    fn text_len(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::String(s) => s.len(),
+            serde_json::Value::Array(parts) => parts
+                .iter()
+                .map(|p| p.get("text").map_or(0, text_len))
+                .sum(),
+            _ => 0,
+        }
+    }
+    let messages = body.get("messages").and_then(|m| m.as_array());
+    let chars: usize = messages.map_or(0, |ms| {
+        ms.iter()
+            .map(|m| m.get("content").map_or(0, text_len))
+            .sum()
+    });
+    let input: usize = body.get("input").map_or(0, |i| match i {
+        serde_json::Value::Array(items) => items.iter().map(text_len).sum(),
+        other => text_len(other),
+    });
+    ((chars + input) as u64).div_ceil(4) + 4 * messages.map_or(0, |m| m.len() as u64)
 }
 
 impl<'a> RequestAttrs<'a> {
@@ -30,6 +71,9 @@ impl<'a> RequestAttrs<'a> {
             tags: &[],
             headers: &[],
             metadata: None,
+            est_input_tokens: 0,
+            max_output_tokens: None,
+            stats: None,
         }
     }
 
@@ -151,6 +195,10 @@ fn from_group(
             };
             pick_weighted(g, &orders, draw)
         }
+        Strategy::LowestCost | Strategy::Cost { .. } | Strategy::LeastLatency => {
+            let first = choose(g, req);
+            orders.into_iter().find(|o| Some(o[0]) == first)
+        }
     };
     let order = order
         .filter(|o| !o.is_empty())
@@ -172,6 +220,47 @@ fn from_group(
         strategy: g.strategy.as_str(),
         rule: None,
     })
+}
+
+/// The member a cost or latency strategy puts first (`None`: no enabled member).
+fn choose(g: &Group, req: &RequestAttrs<'_>) -> Option<usize> {
+    let out = req.max_output_tokens.unwrap_or(DEFAULT_EST_OUTPUT_TOKENS);
+    let enabled = (0..g.members.len()).filter(|&i| g.members[i].target.enabled);
+    let cost = |i: usize| g.members[i].target.pricing.cost(req.est_input_tokens, out);
+    // `min_by` keeps the first of equals, so ties go to config order.
+    let cheapest =
+        |it: &mut dyn Iterator<Item = usize>| it.min_by(|&a, &b| cost(a).total_cmp(&cost(b)));
+    match g.strategy {
+        Strategy::LowestCost => cheapest(&mut enabled.into_iter()),
+        Strategy::Cost { budget_usd } => {
+            // Models whose context window cannot hold the request are out.
+            let fits: Vec<usize> = enabled
+                .filter(|&i| {
+                    g.members[i]
+                        .target
+                        .context_window
+                        .is_none_or(|cw| req.est_input_tokens + out <= cw)
+                })
+                .collect();
+            let within = cheapest(&mut fits.iter().copied().filter(|&i| cost(i) <= budget_usd));
+            // Over budget everywhere: the more capable (pricier) model, as seed 002 describes.
+            within.or_else(|| {
+                fits.iter()
+                    .copied()
+                    .max_by(|&a, &b| cost(a).total_cmp(&cost(b)))
+            })
+        }
+        Strategy::LeastLatency => {
+            // Unmeasured backends count as instant, so each gets tried and measured.
+            let latency = |i: usize| {
+                req.stats
+                    .and_then(|s| s.latency_ms(&g.members[i].target))
+                    .unwrap_or(0.0)
+            };
+            enabled.min_by(|&a, &b| latency(a).total_cmp(&latency(b)))
+        }
+        Strategy::Fallback | Strategy::Weighted => enabled.into_iter().next(),
+    }
 }
 
 /// Weighted orders start with each enabled member in turn; pick the one whose first member the
@@ -222,7 +311,19 @@ models:
   - { name: m1, provider: a, pricing: { input_per_mtok: 1, output_per_mtok: 2 } }
   - { name: m2, provider: b }
   - { name: off, provider: b, status: disabled }
+  - { name: cheap, provider: b, context_window: 8000, pricing: { input_per_mtok: 0.1, output_per_mtok: 0.2 } }
+  - { name: big, provider: a, context_window: 200000, pricing: { input_per_mtok: 10, output_per_mtok: 30 } }
 model_groups:
+  - name: thrifty
+    strategy: lowest_cost
+    models: [ { model: m1 }, { model: cheap } ]
+  - name: budget
+    strategy: cost
+    budget_per_request_usd: 0.001
+    models: [ { model: big }, { model: cheap } ]
+  - name: quick
+    strategy: least_latency
+    models: [ { model: m1 }, { model: m2 } ]
   - name: chain
     strategy: fallback
     models: [ { model: m1, timeout_ms: 100 }, { model: m2 } ]
@@ -364,6 +465,81 @@ keys:
         );
     }
 
+    fn first(p: &Plan) -> &str {
+        &p.attempts[0].target.provider_model
+    }
+
+    #[test]
+    fn lowest_cost_picks_the_cheapest_and_keeps_the_rest_as_fallback() {
+        let s = snap();
+        let p = plan(
+            &s,
+            key(&s, '0'),
+            &RequestAttrs {
+                est_input_tokens: 500,
+                ..attrs("thrifty")
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(first(&p), "cheap");
+        assert_eq!(p.attempts.len(), 2);
+        assert_eq!(p.strategy, "lowest_cost");
+    }
+
+    #[test]
+    fn cost_budget_short_prompt_cheap_long_prompt_capable() {
+        let s = snap();
+        let short = RequestAttrs {
+            est_input_tokens: 50,
+            max_output_tokens: Some(100),
+            ..attrs("budget")
+        };
+        assert_eq!(first(&plan(&s, key(&s, '0'), &short, 0).unwrap()), "cheap");
+        // Too big for cheap's context window and over budget everywhere: the capable model.
+        let long = RequestAttrs {
+            est_input_tokens: 50_000,
+            ..attrs("budget")
+        };
+        assert_eq!(first(&plan(&s, key(&s, '0'), &long, 0).unwrap()), "big");
+    }
+
+    #[derive(Debug)]
+    struct FakeStats;
+    impl Stats for FakeStats {
+        fn latency_ms(&self, t: &Target) -> Option<f64> {
+            match t.provider_model.as_str() {
+                "m1" => Some(300.0),
+                "m2" => Some(40.0),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn least_latency_prefers_the_faster_backend_and_explores_unmeasured_ones() {
+        let s = snap();
+        let fast = RequestAttrs {
+            stats: Some(&FakeStats),
+            ..attrs("quick")
+        };
+        assert_eq!(first(&plan(&s, key(&s, '0'), &fast, 0).unwrap()), "m2");
+        // No data yet: config order.
+        assert_eq!(
+            first(&plan(&s, key(&s, '0'), &attrs("quick"), 0).unwrap()),
+            "m1"
+        );
+    }
+
+    #[test]
+    fn token_estimate_counts_message_text() {
+        let body = serde_json::json!({ "messages": [
+            { "role": "user", "content": "x".repeat(400) },
+            { "role": "user", "content": [ { "type": "text", "text": "y".repeat(40) } ] }
+        ]});
+        assert_eq!(estimate_input_tokens(&body), 110 + 8);
+    }
+
     #[test]
     fn every_plan_has_an_envoy_chain() {
         let s = snap();
@@ -375,8 +551,20 @@ keys:
                 ('0', "m1"),
                 ('0', "m2"),
                 ('2', "chat-model"),
+                ('0', "thrifty"),
+                ('0', "budget"),
+                ('0', "quick"),
             ] {
-                let p = plan(&s, key(&s, k), &attrs(m), seed).unwrap();
+                let p = plan(
+                    &s,
+                    key(&s, k),
+                    &RequestAttrs {
+                        est_input_tokens: seed * 1000,
+                        ..attrs(m)
+                    },
+                    seed,
+                )
+                .unwrap();
                 assert!(chains.contains(&p.providers()), "{m}: {:?}", p.providers());
             }
         }

@@ -91,6 +91,13 @@ model_groups:
     models:
       - {{ model: gpt-4o, weight: 50 }}
       - {{ model: llama3, weight: 50 }}
+  - name: quick
+    strategy: least_latency
+    models: [ {{ model: gpt-4o }}, {{ model: llama3 }} ]
+  - name: budgeted
+    strategy: cost
+    budget_per_request_usd: 0.001
+    models: [ {{ model: gpt-4o }}, {{ model: llama3 }} ]
 keys:
   - name: e2e
     hash: "sha256:{__import__('hashlib').sha256(CLIENT_KEY.encode()).hexdigest()}"

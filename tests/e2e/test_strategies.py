@@ -1,0 +1,21 @@
+"""Cost- and latency-aware strategies through real Envoy."""
+
+
+def test_least_latency_moves_traffic_to_the_faster_backend(gateway, providers):
+    providers["oa"].default_behaviour = "stall:0.3"
+    served = []
+    for _ in range(10):
+        r = gateway.chat("quick")
+        assert r.status_code == 200
+        served.append(r.headers["x-switchyard-provider"])
+    assert served[-5:] == ["oa2"] * 5, served
+    assert gateway.record(r.headers["x-switchyard-request-id"])["strategy"] == "least_latency"
+
+
+def test_cost_budget_cheap_for_short_prompts_capable_for_long_ones(gateway, providers):
+    short = gateway.post("/v1/chat/completions", {"model": "budgeted", "messages": [{"role": "user", "content": "hi"}]})
+    assert short.status_code == 200 and short.headers["x-switchyard-resolved-model"] == "llama3.1:8b"
+    # ~12.5k tokens: over the $0.001 budget on every model, so the more capable one.
+    long = gateway.post("/v1/chat/completions", {"model": "budgeted", "messages": [{"role": "user", "content": "x" * 50000}]})
+    assert long.status_code == 200 and long.headers["x-switchyard-resolved-model"] == "gpt-4o"
+    assert gateway.record(long.headers["x-switchyard-request-id"])["strategy"] == "cost"
