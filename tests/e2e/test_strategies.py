@@ -3,13 +3,16 @@
 
 def test_least_latency_moves_traffic_to_the_faster_backend(gateway, providers):
     providers["oa"].default_behaviour = "stall:0.3"
-    served = []
+    chosen = []
     for _ in range(10):
         r = gateway.chat("quick")
         assert r.status_code == 200
-        served.append(r.headers["x-switchyard-provider"])
-    assert served[-5:] == ["oa2"] * 5, served
-    assert gateway.record(r.headers["x-switchyard-request-id"])["strategy"] == "least_latency"
+        # The strategy's choice is the first attempt (a stale pooled connection may still
+        # make a request fall back).
+        rec = gateway.record(r.headers["x-switchyard-request-id"])
+        chosen.append(rec["attempts"][0]["provider"])
+    assert chosen[-5:] == ["oa2"] * 5, chosen
+    assert rec["strategy"] == "least_latency"
 
 
 def test_cost_budget_cheap_for_short_prompts_capable_for_long_ones(gateway, providers):
