@@ -259,6 +259,7 @@ impl DownstreamExchange {
                 snap: &snap,
                 health: &self.shared.health,
             }),
+            conversation: crate::routing::conversation_key(&body),
         };
         let mut plan = match plan(&snap, &key, &attrs, rand::random()) {
             Ok(p) => p,

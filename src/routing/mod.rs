@@ -24,12 +24,26 @@ pub struct RequestAttrs<'a> {
     pub max_output_tokens: Option<u64>,
     /// Live backend statistics, for `least_latency`; `None` means no data.
     pub stats: Option<&'a dyn Stats>,
+    /// Hash of the conversation's opening (system + first user message): the affinity key when
+    /// the client sends no `x-session-id`.
+    pub conversation: Option<u64>,
 }
 
 /// Live statistics the router may consult. Passed in, so `plan` stays free of I/O and clocks.
 pub trait Stats: std::fmt::Debug {
     /// EWMA time to first token of a backend, if it has served anything yet.
     fn latency_ms(&self, target: &Target) -> Option<f64>;
+}
+
+/// The affinity key of a conversation without a session id: its messages up to and including
+/// the first user message, which every later turn repeats.
+pub fn conversation_key(body: &serde_json::Value) -> Option<u64> {
+    let messages = body.get("messages")?.as_array()?;
+    let end = messages
+        .iter()
+        .position(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))?;
+    let opening = serde_json::to_vec(&messages[..=end]).ok()?;
+    Some(fnv1a(&opening))
 }
 
 /// Output tokens assumed when the client sets no cap.
@@ -74,6 +88,7 @@ impl<'a> RequestAttrs<'a> {
             est_input_tokens: 0,
             max_output_tokens: None,
             stats: None,
+            conversation: None,
         }
     }
 
@@ -189,8 +204,9 @@ fn from_group(
         Strategy::Fallback => orders.into_iter().next(),
         Strategy::Weighted => {
             // Affinity: the same session always draws the same point on the weight line.
-            let draw = match (g.session_affinity, req.session_id) {
-                (true, Some(s)) => fnv1a(s.as_bytes()),
+            let draw = match (g.session_affinity, req.session_id, req.conversation) {
+                (true, Some(s), _) => fnv1a(s.as_bytes()),
+                (true, None, Some(c)) => c,
                 _ => seed,
             };
             pick_weighted(g, &orders, draw)

@@ -150,3 +150,16 @@ def test_committed_envoy_bootstrap_is_generated_and_valid():
     v = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(ROOT / "envoy" / "bootstrap.yaml")],
                        capture_output=True, text=True)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_affinity_without_session_id_follows_the_conversation_prefix(gateway):
+    seen = {}
+    for convo in range(8):
+        opening = [{"role": "system", "content": "be brief"}, {"role": "user", "content": f"topic {convo}"}]
+        for turn in range(3):
+            msgs = opening + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": f"more {turn}"}] * turn
+            r = gateway.post("/v1/chat/completions", {"model": "sticky", "messages": msgs})
+            assert r.status_code == 200
+            seen.setdefault(convo, set()).add(r.headers["x-switchyard-provider"])
+    assert all(len(v) == 1 for v in seen.values()), seen
+    assert {p for v in seen.values() for p in v} == {"oa", "oa2"}
