@@ -453,6 +453,9 @@ fn explain(
             if let Some(rule) = &plan.rule {
                 println!("rule: {rule}");
             }
+            if let Some(reason) = &plan.reason {
+                println!("reason: {reason}");
+            }
             for (i, a) in plan.attempts.iter().enumerate() {
                 println!(
                     "  {}. {} on {} (timeout {} ms)",

@@ -33,6 +33,8 @@ pub struct Record {
     pub route: Option<String>,
     /// The matched rule's condition, when a rule chose the backends.
     pub rule: Option<String>,
+    /// Why the strategy chose the first model (cost, latency or complexity strategies).
+    pub reason: Option<String>,
     pub strategy: Option<String>,
     pub attempts: Vec<AttemptRecord>,
     pub fallback_count: u32,

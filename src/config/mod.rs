@@ -211,6 +211,18 @@ pub enum Strategy {
     },
     /// Lowest live EWMA time to first token.
     LeastLatency,
+    /// By prompt complexity: simple prompts to the cheap/fast model, complex ones to the most
+    /// capable (capability inferred from pricing).
+    Intelligent {
+        axis: Axis,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    Cost,
+    Performance,
+    Intelligence,
 }
 
 impl Strategy {
@@ -221,6 +233,7 @@ impl Strategy {
             Strategy::LowestCost => "lowest_cost",
             Strategy::Cost { .. } => "cost",
             Strategy::LeastLatency => "least_latency",
+            Strategy::Intelligent { .. } => "intelligent",
         }
     }
 }
@@ -269,7 +282,8 @@ impl Group {
             Strategy::Weighted
             | Strategy::LowestCost
             | Strategy::Cost { .. }
-            | Strategy::LeastLatency => enabled
+            | Strategy::LeastLatency
+            | Strategy::Intelligent { .. } => enabled
                 .iter()
                 .map(|&first| {
                     let mut order = vec![first];
@@ -512,19 +526,28 @@ impl Snapshot {
                         Strategy::Fallback
                     }
                 },
-                Some("intelligent") => {
-                    errors.push(err(
-                        format!("{path}.strategy"),
-                        "strategy 'intelligent' is not available in this build",
-                        "use fallback, weighted, lowest_cost, cost or least_latency",
-                    ));
-                    Strategy::Fallback
-                }
+                Some("intelligent") => match g.axis.as_deref() {
+                    None | Some("performance") => Strategy::Intelligent {
+                        axis: Axis::Performance,
+                    },
+                    Some("cost") => Strategy::Intelligent { axis: Axis::Cost },
+                    Some("intelligence") => Strategy::Intelligent {
+                        axis: Axis::Intelligence,
+                    },
+                    Some(a) => {
+                        errors.push(err(
+                            format!("{path}.axis"),
+                            format!("unknown axis '{a}'"),
+                            "use cost, performance or intelligence",
+                        ));
+                        Strategy::Fallback
+                    }
+                },
                 Some(s) => {
                     errors.push(err(
                         format!("{path}.strategy"),
                         format!("unknown strategy '{s}'"),
-                        "use fallback, weighted, lowest_cost, cost or least_latency",
+                        "use fallback, weighted, lowest_cost, cost, least_latency or intelligent",
                     ));
                     Strategy::Fallback
                 }

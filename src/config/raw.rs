@@ -115,6 +115,8 @@ pub struct RawGroup {
     #[serde(default)]
     pub session_affinity: bool,
     pub budget_per_request_usd: Option<f64>,
+    /// For `intelligent`: cost | performance | intelligence.
+    pub axis: Option<String>,
     #[serde(default)]
     pub models: Vec<RawGroupMember>,
 }

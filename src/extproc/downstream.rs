@@ -259,6 +259,7 @@ impl DownstreamExchange {
                 snap: &snap,
                 health: &self.shared.health,
             }),
+            body: Some(&body),
             conversation: crate::routing::conversation_key(&body),
         };
         let mut plan = match plan(&snap, &key, &attrs, rand::random()) {

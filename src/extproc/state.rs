@@ -147,6 +147,7 @@ impl RequestState {
             provider: winner.map(|w| w.provider.clone()),
             route: inner.plan.as_ref().map(|p| p.route.clone()),
             rule: inner.plan.as_ref().and_then(|p| p.rule.clone()),
+            reason: inner.plan.as_ref().and_then(|p| p.reason.clone()),
             strategy: inner.plan.as_ref().map(|p| p.strategy.to_string()),
             attempts: inner
                 .attempts

@@ -2,6 +2,7 @@
 //! an ordered list of attempts plus the reason. No I/O, no clock, no randomness of its own, so
 //! it is tested as a table and `route explain` can show exactly what a request would do.
 
+pub mod complexity;
 pub mod rules;
 
 use crate::auth::Principal;
@@ -24,6 +25,8 @@ pub struct RequestAttrs<'a> {
     pub max_output_tokens: Option<u64>,
     /// Live backend statistics, for `least_latency`; `None` means no data.
     pub stats: Option<&'a dyn Stats>,
+    /// The request body, for strategies that read the prompt (`intelligent`).
+    pub body: Option<&'a serde_json::Value>,
     /// Hash of the conversation's opening (system + first user message): the affinity key when
     /// the client sends no `x-session-id`.
     pub conversation: Option<u64>,
@@ -88,6 +91,7 @@ impl<'a> RequestAttrs<'a> {
             est_input_tokens: 0,
             max_output_tokens: None,
             stats: None,
+            body: None,
             conversation: None,
         }
     }
@@ -118,6 +122,8 @@ pub struct Plan {
     pub strategy: &'static str,
     /// The matched rule's condition, for the decision trace.
     pub rule: Option<String>,
+    /// Why a cost/latency/complexity strategy chose its first model.
+    pub reason: Option<String>,
 }
 
 impl Plan {
@@ -188,6 +194,7 @@ pub fn plan(
             route: format!("model:{}", m.name),
             strategy: "single",
             rule: None,
+            reason: None,
         });
     }
     Err(RouteError::UnknownModel(req.model.to_string()))
@@ -200,6 +207,7 @@ fn from_group(
     route: String,
 ) -> Result<Plan, RouteError> {
     let orders = g.orders();
+    let mut reason = None;
     let order = match g.strategy {
         Strategy::Fallback => orders.into_iter().next(),
         Strategy::Weighted => {
@@ -211,8 +219,12 @@ fn from_group(
             };
             pick_weighted(g, &orders, draw)
         }
-        Strategy::LowestCost | Strategy::Cost { .. } | Strategy::LeastLatency => {
-            let first = choose(g, req);
+        Strategy::LowestCost
+        | Strategy::Cost { .. }
+        | Strategy::LeastLatency
+        | Strategy::Intelligent { .. } => {
+            let (first, why) = choose(g, req);
+            reason = why;
             orders.into_iter().find(|o| Some(o[0]) == first)
         }
     };
@@ -235,22 +247,43 @@ fn from_group(
         route,
         strategy: g.strategy.as_str(),
         rule: None,
+        reason,
     })
 }
 
-/// The member a cost or latency strategy puts first (`None`: no enabled member).
-fn choose(g: &Group, req: &RequestAttrs<'_>) -> Option<usize> {
+/// The member a cost, latency or complexity strategy puts first (`None`: no enabled member),
+/// and why.
+fn choose(g: &Group, req: &RequestAttrs<'_>) -> (Option<usize>, Option<String>) {
     let out = req.max_output_tokens.unwrap_or(DEFAULT_EST_OUTPUT_TOKENS);
-    let enabled = (0..g.members.len()).filter(|&i| g.members[i].target.enabled);
+    let enabled: Vec<usize> = (0..g.members.len())
+        .filter(|&i| g.members[i].target.enabled)
+        .collect();
     let cost = |i: usize| g.members[i].target.pricing.cost(req.est_input_tokens, out);
     // `min_by` keeps the first of equals, so ties go to config order.
     let cheapest =
         |it: &mut dyn Iterator<Item = usize>| it.min_by(|&a, &b| cost(a).total_cmp(&cost(b)));
+    let priciest =
+        |it: &mut dyn Iterator<Item = usize>| it.max_by(|&a, &b| cost(a).total_cmp(&cost(b)));
+    let latency = |i: usize| {
+        req.stats
+            .and_then(|s| s.latency_ms(&g.members[i].target))
+            .unwrap_or(0.0)
+    };
+    let fastest =
+        |it: &mut dyn Iterator<Item = usize>| it.min_by(|&a, &b| latency(a).total_cmp(&latency(b)));
     match g.strategy {
-        Strategy::LowestCost => cheapest(&mut enabled.into_iter()),
+        Strategy::LowestCost => {
+            let c = cheapest(&mut enabled.iter().copied());
+            (
+                c,
+                c.map(|i| format!("estimated ${:.6}, the cheapest", cost(i))),
+            )
+        }
         Strategy::Cost { budget_usd } => {
             // Models whose context window cannot hold the request are out.
             let fits: Vec<usize> = enabled
+                .iter()
+                .copied()
                 .filter(|&i| {
                     g.members[i]
                         .target
@@ -258,24 +291,68 @@ fn choose(g: &Group, req: &RequestAttrs<'_>) -> Option<usize> {
                         .is_none_or(|cw| req.est_input_tokens + out <= cw)
                 })
                 .collect();
-            let within = cheapest(&mut fits.iter().copied().filter(|&i| cost(i) <= budget_usd));
-            // Over budget everywhere: the more capable (pricier) model, as seed 002 describes.
-            within.or_else(|| {
-                fits.iter()
-                    .copied()
-                    .max_by(|&a, &b| cost(a).total_cmp(&cost(b)))
-            })
+            match cheapest(&mut fits.iter().copied().filter(|&i| cost(i) <= budget_usd)) {
+                Some(i) => (
+                    Some(i),
+                    Some(format!(
+                        "estimated ${:.6} within budget ${budget_usd}",
+                        cost(i)
+                    )),
+                ),
+                // Over budget everywhere: the more capable (pricier) model, as seed 002 describes.
+                None => {
+                    let c = priciest(&mut fits.iter().copied());
+                    (
+                        c,
+                        Some(format!("no model fits budget ${budget_usd}; most capable")),
+                    )
+                }
+            }
         }
         Strategy::LeastLatency => {
             // Unmeasured backends count as instant, so each gets tried and measured.
-            let latency = |i: usize| {
-                req.stats
-                    .and_then(|s| s.latency_ms(&g.members[i].target))
-                    .unwrap_or(0.0)
-            };
-            enabled.min_by(|&a, &b| latency(a).total_cmp(&latency(b)))
+            let f = fastest(&mut enabled.iter().copied());
+            (
+                f,
+                f.map(|i| format!("ttft ewma {:.1} ms, the lowest", latency(i))),
+            )
         }
-        Strategy::Fallback | Strategy::Weighted => enabled.into_iter().next(),
+        Strategy::Intelligent { axis } => {
+            // Capability is inferred from pricing: the priciest member is the most capable.
+            let capable = priciest(&mut enabled.iter().copied());
+            let Some(score) = req.body.and_then(complexity::score) else {
+                return (capable, Some("no prompt to score; most capable".into()));
+            };
+            // Below the axis threshold a prompt is simple enough for the cheap (or fast) model;
+            // the 0.4-0.6 edge band goes to the capable model except on the cost axis.
+            let (threshold, simple_pick, simple_name) = match axis {
+                crate::config::Axis::Cost => {
+                    (0.5, cheapest(&mut enabled.iter().copied()), "cheapest")
+                }
+                crate::config::Axis::Performance => {
+                    (0.4, fastest(&mut enabled.iter().copied()), "fastest")
+                }
+                crate::config::Axis::Intelligence => {
+                    (0.2, cheapest(&mut enabled.iter().copied()), "cheapest")
+                }
+            };
+            if score < threshold {
+                (
+                    simple_pick,
+                    Some(format!(
+                        "complexity {score:.2} < {threshold}: {simple_name}"
+                    )),
+                )
+            } else {
+                (
+                    capable,
+                    Some(format!(
+                        "complexity {score:.2} >= {threshold}: most capable"
+                    )),
+                )
+            }
+        }
+        Strategy::Fallback | Strategy::Weighted => (enabled.first().copied(), None),
     }
 }
 
@@ -340,6 +417,10 @@ model_groups:
   - name: quick
     strategy: least_latency
     models: [ { model: m1 }, { model: m2 } ]
+  - name: smart
+    strategy: intelligent
+    axis: cost
+    models: [ { model: big }, { model: cheap } ]
   - name: chain
     strategy: fallback
     models: [ { model: m1, timeout_ms: 100 }, { model: m2 } ]
@@ -548,6 +629,42 @@ keys:
     }
 
     #[test]
+    fn intelligent_sends_simple_prompts_cheap_and_complex_ones_capable() {
+        let s = snap();
+        let simple = serde_json::json!({ "messages": [{ "role": "user", "content": "What is the capital of France?" }] });
+        let hard = serde_json::json!({ "messages": [{ "role": "user", "content":
+            "Design a distributed rate limiter; analyze consistency trade-offs and prove it never over-admits." }] });
+        let p = plan(
+            &s,
+            key(&s, '0'),
+            &RequestAttrs {
+                body: Some(&simple),
+                ..attrs("smart")
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(first(&p), "cheap");
+        assert!(p.reason.as_deref().unwrap().starts_with("complexity"));
+        let p = plan(
+            &s,
+            key(&s, '0'),
+            &RequestAttrs {
+                body: Some(&hard),
+                ..attrs("smart")
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(first(&p), "big");
+        // Scorer has nothing to go on: the most capable model.
+        assert_eq!(
+            first(&plan(&s, key(&s, '0'), &attrs("smart"), 0).unwrap()),
+            "big"
+        );
+    }
+
+    #[test]
     fn token_estimate_counts_message_text() {
         let body = serde_json::json!({ "messages": [
             { "role": "user", "content": "x".repeat(400) },
@@ -570,6 +687,7 @@ keys:
                 ('0', "thrifty"),
                 ('0', "budget"),
                 ('0', "quick"),
+                ('0', "smart"),
             ] {
                 let p = plan(
                     &s,

@@ -94,6 +94,10 @@ model_groups:
   - name: quick
     strategy: least_latency
     models: [ {{ model: gpt-4o }}, {{ model: llama3 }} ]
+  - name: smart
+    strategy: intelligent
+    axis: cost
+    models: [ {{ model: gpt-4o }}, {{ model: llama3 }} ]
   - name: budgeted
     strategy: cost
     budget_per_request_usd: 0.001

@@ -22,3 +22,13 @@ def test_cost_budget_cheap_for_short_prompts_capable_for_long_ones(gateway, prov
     long = gateway.post("/v1/chat/completions", {"model": "budgeted", "messages": [{"role": "user", "content": "x" * 50000}]})
     assert long.status_code == 200 and long.headers["x-switchyard-resolved-model"] == "gpt-4o"
     assert gateway.record(long.headers["x-switchyard-request-id"])["strategy"] == "cost"
+
+
+def test_intelligent_routes_by_prompt_complexity(gateway):
+    simple = gateway.post("/v1/chat/completions", {"model": "smart", "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+    assert simple.status_code == 200 and simple.headers["x-switchyard-resolved-model"] == "llama3.1:8b"
+    hard = gateway.post("/v1/chat/completions", {"model": "smart", "messages": [{"role": "user", "content":
+        "Design a distributed rate limiter for a multi-region API gateway. Analyze consistency trade-offs, failure modes and how you would test it."}]})
+    assert hard.status_code == 200 and hard.headers["x-switchyard-resolved-model"] == "gpt-4o"
+    rec = gateway.record(hard.headers["x-switchyard-request-id"])
+    assert rec["strategy"] == "intelligent" and rec["reason"].startswith("complexity")
