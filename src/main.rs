@@ -140,8 +140,9 @@ enum RouteCmd {
     Explain {
         #[arg(long, short)]
         config: PathBuf,
+        /// The requested model (default: the body's `model`)
         #[arg(long)]
-        model: String,
+        model: Option<String>,
         #[arg(long)]
         session_id: Option<String>,
         /// Route as this configured key would (its routing and rules)
@@ -150,6 +151,12 @@ enum RouteCmd {
         /// `k=v,k2=v2`, as the x-switchyard-tags header
         #[arg(long)]
         tags: Option<String>,
+        /// A request body (JSON file) to route, as the live request would be
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// `name: value` request header (repeatable), for rules on headers
+        #[arg(long)]
+        header: Vec<String>,
     },
 }
 
@@ -195,8 +202,18 @@ fn main() -> anyhow::Result<()> {
                     session_id,
                     key,
                     tags,
+                    body,
+                    header,
                 },
-        } => explain(&config, &model, session_id.as_deref(), key.as_deref(), tags),
+        } => explain(
+            &config,
+            model,
+            session_id.as_deref(),
+            key.as_deref(),
+            tags,
+            body,
+            header,
+        ),
         Cmd::Bootstrap {
             config,
             proxy,
@@ -418,10 +435,12 @@ fn logs_tail(
 
 fn explain(
     config: &std::path::Path,
-    model: &str,
+    model: Option<String>,
     session_id: Option<&str>,
     key: Option<&str>,
     tags: Option<String>,
+    body: Option<PathBuf>,
+    header: Vec<String>,
 ) -> anyhow::Result<()> {
     let snap = Snapshot::from_file(config)?;
     let anyone = Principal {
@@ -434,10 +453,31 @@ fn explain(
         .as_deref()
         .map(switchyard::routing::rules::parse_tags)
         .unwrap_or_default();
-    let attrs = switchyard::routing::RequestAttrs {
-        tags: &tags,
-        ..switchyard::routing::RequestAttrs::model(model, session_id)
+    let headers: Vec<(String, String)> = header
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .context("--header takes name: value")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let body: serde_json::Value = match body {
+        Some(path) => serde_json::from_str(
+            &std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not JSON", path.display()))?,
+        None => serde_json::json!({}),
     };
+    let model = model
+        .or_else(|| {
+            body.get("model")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .context("give --model or a --body with a model")?;
+    let attrs =
+        switchyard::routing::RequestAttrs::from_body(&model, &body, session_id, &tags, &headers);
     let principal = match key {
         Some(name) => snap
             .keys

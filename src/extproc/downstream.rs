@@ -243,24 +243,13 @@ impl DownstreamExchange {
         let Some(key) = key else {
             return self.reject(&state, Rejection::unknown_key());
         };
+        let stats = LiveStats {
+            snap: &snap,
+            health: &self.shared.health,
+        };
         let attrs = RequestAttrs {
-            model: &model,
-            session_id: session.as_deref(),
-            user: body.get("user").and_then(|u| u.as_str()),
-            tags: &self.tags,
-            headers: &self.headers,
-            metadata: body.get("metadata").and_then(|m| m.as_object()),
-            est_input_tokens: crate::routing::estimate_input_tokens(&body),
-            max_output_tokens: body
-                .get("max_completion_tokens")
-                .or_else(|| body.get("max_tokens"))
-                .and_then(|v| v.as_u64()),
-            stats: Some(&LiveStats {
-                snap: &snap,
-                health: &self.shared.health,
-            }),
-            body: Some(&body),
-            conversation: crate::routing::conversation_key(&body),
+            stats: Some(&stats),
+            ..RequestAttrs::from_body(&model, &body, session.as_deref(), &self.tags, &self.headers)
         };
         let mut plan = match plan(&snap, &key, &attrs, rand::random()) {
             Ok(p) => p,

@@ -96,6 +96,32 @@ impl<'a> RequestAttrs<'a> {
         }
     }
 
+    /// Everything routing reads from a parsed request body (stats are added by the caller).
+    pub fn from_body(
+        model: &'a str,
+        body: &'a serde_json::Value,
+        session_id: Option<&'a str>,
+        tags: &'a [(String, String)],
+        headers: &'a [(String, String)],
+    ) -> RequestAttrs<'a> {
+        RequestAttrs {
+            model,
+            session_id,
+            user: body.get("user").and_then(|u| u.as_str()),
+            tags,
+            headers,
+            metadata: body.get("metadata").and_then(|m| m.as_object()),
+            est_input_tokens: estimate_input_tokens(body),
+            max_output_tokens: body
+                .get("max_completion_tokens")
+                .or_else(|| body.get("max_tokens"))
+                .and_then(|v| v.as_u64()),
+            stats: None,
+            body: Some(body),
+            conversation: conversation_key(body),
+        }
+    }
+
     fn view(&self) -> rules::RequestView<'a> {
         rules::RequestView {
             model: self.model,

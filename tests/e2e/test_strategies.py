@@ -32,3 +32,31 @@ def test_intelligent_routes_by_prompt_complexity(gateway):
     assert hard.status_code == 200 and hard.headers["x-switchyard-resolved-model"] == "gpt-4o"
     rec = gateway.record(hard.headers["x-switchyard-request-id"])
     assert rec["strategy"] == "intelligent" and rec["reason"].startswith("complexity")
+
+
+def test_route_explain_matches_the_live_decision(gateway, tmp_path):
+    import json
+    import subprocess
+    from conftest import BIN
+    cases = [
+        ({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}, [], None),
+        ({"model": "smart", "messages": [{"role": "user", "content": "Design and analyze a sharded, strongly consistent key-value store; prove its safety."}]}, [], None),
+        ({"model": "chat-model", "messages": [{"role": "user", "content": "hi"}]}, ["x-priority: batch"], "ruled"),
+    ]
+    keys = {None: None, "ruled": "sk-ruled"}
+    for body, headers, key_name in cases:
+        live = gateway.post("/v1/chat/completions", body, key=keys[key_name] or "sk-e2e-client-key-0123456789",
+                            headers=dict(h.split(": ") for h in headers))
+        assert live.status_code == 200, live.text
+        f = tmp_path / "body.json"
+        f.write_text(json.dumps(body))
+        args = [str(BIN), "route", "explain", "--config", str(gateway.config_path), "--body", str(f)]
+        for h in headers:
+            args += ["--header", h]
+        if key_name:
+            args += ["--key", key_name]
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        first = out.splitlines()[[i for i, l in enumerate(out.splitlines()) if l.strip().startswith("1.")][0]]
+        assert f" {live.headers['x-switchyard-resolved-model']} on {live.headers['x-switchyard-provider']} " in first + " ", out
+        rec = gateway.record(live.headers["x-switchyard-request-id"])
+        assert f"route: {rec['route']}" in out
