@@ -19,6 +19,14 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
+/// A candidate the routing decision left out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SkippedRecord {
+    pub provider: String,
+    pub model: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub id: String,
@@ -37,6 +45,8 @@ pub struct Record {
     pub reason: Option<String>,
     pub strategy: Option<String>,
     pub attempts: Vec<AttemptRecord>,
+    #[serde(default)]
+    pub skipped: Vec<SkippedRecord>,
     pub fallback_count: u32,
     /// HTTP status the client received.
     pub status: u16,

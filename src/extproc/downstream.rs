@@ -6,7 +6,7 @@
 //!   per-try timeout for Envoy; the body itself is left as sent (attempts translate it);
 //! - response headers: add the `x-switchyard-*` headers the client sees.
 
-use super::state::{AttemptState, RequestState};
+use super::state::RequestState;
 use super::{
     Exchange, Mutation, Replies, Shared, header, header_names, immediate, request_body_reply,
     request_headers_reply, response_headers_reply,
@@ -269,20 +269,14 @@ impl DownstreamExchange {
             })
             .collect();
         let skips = self.shared.health.skips(&backends, now);
-        let mut skipped = Vec::new();
         if skips.iter().any(|&s| s) {
             let mut kept = Vec::new();
             for (a, skip) in plan.attempts.drain(..).zip(skips) {
                 if skip {
-                    skipped.push(AttemptState {
-                        position: usize::MAX,
-                        provider: snap.providers[a.target.provider].id.clone(),
+                    plan.skipped.push(crate::routing::Skipped {
+                        provider: a.target.provider,
                         model: a.target.provider_model.clone(),
-                        started: now,
-                        ended: Some(now),
-                        status: None,
-                        error: Some("skipped: backend cooling down".into()),
-                        committed: false,
+                        reason: "unhealthy: cooling down",
                     });
                 } else {
                     kept.push(a);
@@ -299,7 +293,6 @@ impl DownstreamExchange {
         );
         {
             let mut inner = state.lock();
-            inner.attempts.extend(skipped);
             inner.plan = Some(plan);
             inner.snapshot = Some(snap);
             inner.body = Some(Arc::new(body));

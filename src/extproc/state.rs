@@ -160,6 +160,22 @@ impl RequestState {
                     error: a.error.clone(),
                 })
                 .collect(),
+            skipped: match (&inner.plan, &inner.snapshot) {
+                (Some(p), Some(snap)) => p
+                    .skipped
+                    .iter()
+                    .map(|s| crate::record::SkippedRecord {
+                        provider: snap
+                            .providers
+                            .get(s.provider)
+                            .map(|p| p.id.clone())
+                            .unwrap_or_default(),
+                        model: s.model.clone(),
+                        reason: s.reason.to_string(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
             fallback_count: inner.attempts.len().saturating_sub(1) as u32,
             status,
             outcome,

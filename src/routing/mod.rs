@@ -150,6 +150,15 @@ pub struct Plan {
     pub rule: Option<String>,
     /// Why a cost/latency/complexity strategy chose its first model.
     pub reason: Option<String>,
+    /// Candidates left out, and why (decision trace).
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub provider: usize,
+    pub model: String,
+    pub reason: &'static str,
 }
 
 impl Plan {
@@ -221,6 +230,7 @@ pub fn plan(
             strategy: "single",
             rule: None,
             reason: None,
+            skipped: Vec::new(),
         });
     }
     Err(RouteError::UnknownModel(req.model.to_string()))
@@ -274,6 +284,16 @@ fn from_group(
         strategy: g.strategy.as_str(),
         rule: None,
         reason,
+        skipped: g
+            .members
+            .iter()
+            .filter(|m| !m.target.enabled)
+            .map(|m| Skipped {
+                provider: m.target.provider,
+                model: m.target.provider_model.clone(),
+                reason: "disabled",
+            })
+            .collect(),
     })
 }
 
@@ -435,7 +455,7 @@ models:
 model_groups:
   - name: thrifty
     strategy: lowest_cost
-    models: [ { model: m1 }, { model: cheap } ]
+    models: [ { model: m1 }, { model: cheap }, { model: off } ]
   - name: budget
     strategy: cost
     budget_per_request_usd: 0.001
@@ -608,6 +628,14 @@ keys:
         assert_eq!(first(&p), "cheap");
         assert_eq!(p.attempts.len(), 2);
         assert_eq!(p.strategy, "lowest_cost");
+        assert_eq!(
+            p.skipped,
+            [Skipped {
+                provider: 1,
+                model: "off".into(),
+                reason: "disabled"
+            }]
+        );
     }
 
     #[test]

@@ -156,7 +156,8 @@ def test_a_failing_backend_cools_down_is_skipped_and_recovers_after_a_probe(prov
         assert r.status_code == 200 and r.headers["x-switchyard-provider"] == "an"
         assert len(providers["oa"].requests) == 2
         rec = gw.record(r.headers["x-switchyard-request-id"])
-        assert rec["attempts"][0]["error"] == "skipped: backend cooling down"
+        assert rec["skipped"] == [{"provider": "oa", "model": "gpt-4o", "reason": "unhealthy: cooling down"}]
+        assert [a["provider"] for a in rec["attempts"]] == ["an"]
         import requests as _rq
         status = _rq.get(f"http://{gw.admin}/admin/status", timeout=5).json()
         assert status["cooling_backends"] == ["oa/gpt-4o"]

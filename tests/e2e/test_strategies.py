@@ -2,7 +2,7 @@
 
 
 def test_least_latency_moves_traffic_to_the_faster_backend(gateway, providers):
-    providers["oa"].default_behaviour = "stall:0.3"
+    providers["oa"].default_behaviour = "stall:1.0"
     chosen = []
     for _ in range(10):
         r = gateway.chat("quick")
