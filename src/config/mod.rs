@@ -575,6 +575,7 @@ impl Snapshot {
                 let mpath = format!("{path}.models[{mi}]");
                 if let Some(target) = resolve(&mpath, &m.model, m.provider.as_deref(), &mut errors)
                 {
+                    warn_disabled(&mut warnings, &mpath, &m.model, &target);
                     members.push(Member {
                         target,
                         timeout_ms: m.timeout_ms.unwrap_or(limits.default_timeout_ms),
@@ -631,6 +632,7 @@ impl Snapshot {
                     &limits,
                     &resolve,
                     &mut errors,
+                    &mut warnings,
                 )
             });
             if let Some(rl) = &k.rate_limit
@@ -764,6 +766,7 @@ fn build_key_routing(
     limits: &Limits,
     resolve: &Resolver<'_>,
     errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
 ) -> Option<KeyRouting> {
     let strategy = match r.strategy.as_deref() {
         None | Some("fallback") => Strategy::Fallback,
@@ -786,6 +789,14 @@ fn build_key_routing(
             Vec::new()
         }
     };
+    if let Some(i) = rules.iter().position(|r| r.when.always_true())
+        && i + 1 < rules.len()
+    {
+        warnings.push(format!(
+            "{path}.rules[{}]: can never match: rule {i} matches every request",
+            i + 1
+        ));
+    }
     let mut rule_groups = Vec::new();
     for (ri, rule) in rules.iter().enumerate() {
         let mut members = Vec::new();
@@ -796,6 +807,12 @@ fn build_key_routing(
                 None,
                 errors,
             ) {
+                warn_disabled(
+                    warnings,
+                    &format!("{path}.rules[{ri}].use[{ui}]"),
+                    &u.model,
+                    &target,
+                );
                 members.push(Member {
                     target,
                     timeout_ms: u.timeout_ms.unwrap_or(limits.default_timeout_ms),
@@ -829,6 +846,7 @@ fn build_key_routing(
     let mut names = Vec::new();
     for (_, i, rt) in routes {
         if let Some(target) = resolve(&format!("{path}.routes[{i}]"), &rt.model, None, errors) {
+            warn_disabled(warnings, &format!("{path}.routes[{i}]"), &rt.model, &target);
             members.push(Member {
                 target,
                 timeout_ms: rt.timeout_ms.unwrap_or(limits.default_timeout_ms),
@@ -958,6 +976,14 @@ fn build_providers(
         });
     }
     out
+}
+
+fn warn_disabled(warnings: &mut Vec<String>, path: &str, model: &str, target: &Target) {
+    if !target.enabled {
+        warnings.push(format!(
+            "{path}: model '{model}' is disabled and will never be selected"
+        ));
+    }
 }
 
 fn known<'a>(ids: impl Iterator<Item = &'a &'a str>) -> String {

@@ -93,3 +93,26 @@ fn rule_errors_name_their_path() {
     assert_eq!(e[0].path, "keys[0].routing.rules[1].use[0].model");
     assert!(e[0].message.contains("unknown model 'ghost'"));
 }
+
+#[test]
+fn lint_warns_about_disabled_models_and_unreachable_rules() {
+    let yaml = format!(
+        "{P}models: [ {{ name: a, provider: oa }}, {{ name: off, provider: oa, status: disabled }} ]\nmodel_groups:\n  - {{ name: g, models: [ {{ model: a }}, {{ model: off }} ] }}\nkeys:\n  - name: k\n    hash: \"sha256:{}\"\n    routing:\n      active: true\n      routes: [ {{ model: a }} ]\n      rules:\n        - {{ when: {{ model: {{ op: exists }} }}, use: [ {{ model: a }} ] }}\n        - {{ when: {{ tag: t, op: eq, value: x }}, use: [ {{ model: a }} ] }}\n",
+        "0".repeat(64)
+    );
+    let snap = Snapshot::from_yaml(&yaml, Path::new("t.yaml")).unwrap();
+    assert!(
+        snap.warnings
+            .iter()
+            .any(|w| w.starts_with("model_groups[0].models[1]: model 'off' is disabled")),
+        "{:?}",
+        snap.warnings
+    );
+    assert!(
+        snap.warnings
+            .iter()
+            .any(|w| w.starts_with("keys[0].routing.rules[1]: can never match")),
+        "{:?}",
+        snap.warnings
+    );
+}

@@ -162,6 +162,16 @@ pub fn first_match(rules: &[Rule], req: &RequestView<'_>) -> Option<usize> {
 }
 
 impl Condition {
+    /// True for every request (e.g. `model exists`): rules after one such rule can never match.
+    pub fn always_true(&self) -> bool {
+        match self {
+            Condition::All(cs) => cs.iter().all(Condition::always_true),
+            Condition::Any(cs) => cs.iter().any(Condition::always_true),
+            Condition::Not(_) => false,
+            Condition::Leaf { attr, op, .. } => *attr == Attr::Model && *op == Op::Exists,
+        }
+    }
+
     /// Whether this condition holds for `req`.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         match self {
