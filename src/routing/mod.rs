@@ -264,9 +264,39 @@ fn from_group(
             orders.into_iter().find(|o| Some(o[0]) == first)
         }
     };
-    let order = order
+    let mut order = order
         .filter(|o| !o.is_empty())
         .ok_or_else(|| RouteError::Disabled(req.model.to_string()))?;
+    let mut skipped: Vec<Skipped> = g
+        .members
+        .iter()
+        .filter(|m| !m.target.enabled)
+        .map(|m| Skipped {
+            provider: m.target.provider,
+            model: m.target.provider_model.clone(),
+            reason: "disabled",
+        })
+        .collect();
+    // A model whose context window cannot hold the prompt would only fail; leave it out while
+    // another remains (the estimate is rough, so never empty the plan over it).
+    let needed = req.est_input_tokens + req.max_output_tokens.unwrap_or(0);
+    let fits = |i: &usize| {
+        g.members[*i]
+            .target
+            .context_window
+            .is_none_or(|cw| needed <= cw)
+    };
+    if order.iter().any(fits) && !order.iter().all(fits) {
+        for &i in order.iter().filter(|i| !fits(i)) {
+            let t = &g.members[i].target;
+            skipped.push(Skipped {
+                provider: t.provider,
+                model: t.provider_model.clone(),
+                reason: "context window too small",
+            });
+        }
+        order.retain(fits);
+    }
     Ok(Plan {
         attempts: order
             .iter()
@@ -284,16 +314,7 @@ fn from_group(
         strategy: g.strategy.as_str(),
         rule: None,
         reason,
-        skipped: g
-            .members
-            .iter()
-            .filter(|m| !m.target.enabled)
-            .map(|m| Skipped {
-                provider: m.target.provider,
-                model: m.target.provider_model.clone(),
-                reason: "disabled",
-            })
-            .collect(),
+        skipped,
     })
 }
 
@@ -716,6 +737,27 @@ keys:
             first(&plan(&s, key(&s, '0'), &attrs("smart"), 0).unwrap()),
             "big"
         );
+    }
+
+    #[test]
+    fn models_too_small_for_the_prompt_are_skipped_with_a_reason() {
+        let s = snap();
+        let long = RequestAttrs {
+            est_input_tokens: 20_000,
+            ..attrs("thrifty")
+        };
+        let p = plan(&s, key(&s, '0'), &long, 0).unwrap();
+        let models: Vec<_> = p
+            .attempts
+            .iter()
+            .map(|a| a.target.provider_model.as_str())
+            .collect();
+        assert_eq!(models, ["m1"]);
+        assert!(p.skipped.contains(&Skipped {
+            provider: 1,
+            model: "cheap".into(),
+            reason: "context window too small"
+        }));
     }
 
     #[test]
