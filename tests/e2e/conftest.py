@@ -94,6 +94,9 @@ model_groups:
   - name: quick
     strategy: least_latency
     models: [ {{ model: gpt-4o }}, {{ model: llama3 }} ]
+  - name: thrifty
+    strategy: lowest_cost
+    models: [ {{ model: gpt-4o }}, {{ model: llama3 }} ]
   - name: smart
     strategy: intelligent
     axis: cost

@@ -60,3 +60,13 @@ def test_route_explain_matches_the_live_decision(gateway, tmp_path):
         assert f" {live.headers['x-switchyard-resolved-model']} on {live.headers['x-switchyard-provider']} " in first + " ", out
         rec = gateway.record(live.headers["x-switchyard-request-id"])
         assert f"route: {rec['route']}" in out
+
+
+def test_lowest_cost_picks_the_cheapest_and_falls_back_to_the_rest(gateway, providers):
+    r = gateway.chat("thrifty")
+    assert r.status_code == 200 and r.headers["x-switchyard-resolved-model"] == "llama3.1:8b"
+    rec = gateway.record(r.headers["x-switchyard-request-id"])
+    assert rec["strategy"] == "lowest_cost" and "cheapest" in rec["reason"]
+    providers["oa2"].script("status:500")
+    r = gateway.chat("thrifty")
+    assert r.status_code == 200 and r.headers["x-switchyard-provider"] == "oa"
