@@ -377,14 +377,7 @@ fn logs_tail(
         (None, Some(c)) => Snapshot::from_file(&c)?.records.path,
         (None, None) => PathBuf::from("switchyard-requests.jsonl"),
     };
-    let filters: Vec<(String, String)> = filter
-        .iter()
-        .map(|f| {
-            f.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .context("--filter takes key=value")
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let filters = pairs(filter, '=', "--filter takes key=value")?;
     let records =
         record::read_file(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut picked: Vec<_> = records
@@ -433,6 +426,22 @@ fn logs_tail(
     Ok(())
 }
 
+/// `k<sep>v` command-line pairs, trimmed.
+fn pairs(
+    items: &[String],
+    sep: char,
+    usage: &'static str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|i| {
+            i.split_once(sep)
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .context(usage)
+        })
+        .collect()
+}
+
 fn explain(
     config: &std::path::Path,
     model: Option<String>,
@@ -453,14 +462,10 @@ fn explain(
         .as_deref()
         .map(switchyard::routing::rules::parse_tags)
         .unwrap_or_default();
-    let headers: Vec<(String, String)> = header
-        .iter()
-        .map(|h| {
-            h.split_once(':')
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .context("--header takes name: value")
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let headers: Vec<(String, String)> = pairs(&header, ':', "--header takes name: value")?
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
     let body: serde_json::Value = match body {
         Some(path) => serde_json::from_str(
             &std::fs::read_to_string(&path)

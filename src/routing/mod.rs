@@ -528,15 +528,18 @@ keys:
         RequestAttrs::model(model, None)
     }
 
+    fn models_of(p: &Plan) -> Vec<&str> {
+        p.attempts
+            .iter()
+            .map(|a| a.target.provider_model.as_str())
+            .collect()
+    }
+
     #[test]
     fn fallback_group_orders_all_members() {
         let s = snap();
         let p = plan(&s, key(&s, '0'), &attrs("chain"), 7).unwrap();
-        let models: Vec<_> = p
-            .attempts
-            .iter()
-            .map(|a| a.target.provider_model.as_str())
-            .collect();
+        let models = models_of(&p);
         assert_eq!(models, ["m1", "m2"]);
         assert_eq!(p.attempts[0].timeout_ms, 100);
         assert_eq!(p.strategy, "fallback");
@@ -608,11 +611,7 @@ keys:
     fn active_key_routes_resolve_logical_names_by_priority() {
         let s = snap();
         let p = plan(&s, key(&s, '2'), &attrs("chat-model"), 0).unwrap();
-        let models: Vec<_> = p
-            .attempts
-            .iter()
-            .map(|a| a.target.provider_model.as_str())
-            .collect();
+        let models = models_of(&p);
         assert_eq!(models, ["m1", "m2"]);
         assert_eq!(p.attempts[0].timeout_ms, 50);
         assert_eq!(p.route, "key:routed/chat-model");
@@ -747,11 +746,7 @@ keys:
             ..attrs("thrifty")
         };
         let p = plan(&s, key(&s, '0'), &long, 0).unwrap();
-        let models: Vec<_> = p
-            .attempts
-            .iter()
-            .map(|a| a.target.provider_model.as_str())
-            .collect();
+        let models = models_of(&p);
         assert_eq!(models, ["m1"]);
         assert!(p.skipped.contains(&Skipped {
             provider: 1,
