@@ -27,9 +27,6 @@ pub struct RequestAttrs<'a> {
     pub stats: Option<&'a dyn Stats>,
     /// The request body, for strategies that read the prompt (`intelligent`).
     pub body: Option<&'a serde_json::Value>,
-    /// Hash of the conversation's opening (system + first user message): the affinity key when
-    /// the client sends no `x-session-id`.
-    pub conversation: Option<u64>,
 }
 
 /// Live statistics the router may consult. Passed in, so `plan` stays free of I/O and clocks.
@@ -92,7 +89,6 @@ impl<'a> RequestAttrs<'a> {
             max_output_tokens: None,
             stats: None,
             body: None,
-            conversation: None,
         }
     }
 
@@ -118,7 +114,6 @@ impl<'a> RequestAttrs<'a> {
                 .and_then(|v| v.as_u64()),
             stats: None,
             body: Some(body),
-            conversation: conversation_key(body),
         }
     }
 
@@ -200,12 +195,14 @@ pub fn plan(
             .filter(|&i| r.names[i].as_deref() == Some(req.model))
             .collect();
         let group = if named.is_empty() {
-            r.group.clone()
+            std::borrow::Cow::Borrowed(&r.group)
         } else {
-            Group {
+            std::borrow::Cow::Owned(Group {
+                name: r.group.name.clone(),
+                strategy: r.group.strategy,
+                session_affinity: r.group.session_affinity,
                 members: named.iter().map(|&i| r.group.members[i].clone()).collect(),
-                ..r.group.clone()
-            }
+            })
         };
         return from_group(&group, req, seed, format!("key:{}/{}", key.name, req.model));
     }
@@ -248,9 +245,11 @@ fn from_group(
         Strategy::Fallback => orders.into_iter().next(),
         Strategy::Weighted => {
             // Affinity: the same session always draws the same point on the weight line.
-            let draw = match (g.session_affinity, req.session_id, req.conversation) {
-                (true, Some(s), _) => fnv1a(s.as_bytes()),
-                (true, None, Some(c)) => c,
+            // Without a session id, the conversation's opening is the key (hashed only here,
+            // when affinity is on).
+            let draw = match (g.session_affinity, req.session_id) {
+                (true, Some(s)) => fnv1a(s.as_bytes()),
+                (true, None) => req.body.and_then(conversation_key).unwrap_or(seed),
                 _ => seed,
             };
             pick_weighted(g, &orders, draw)
