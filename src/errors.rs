@@ -122,27 +122,23 @@ impl From<&RouteError> for Rejection {
 
 impl From<&TranslateError> for Rejection {
     fn from(e: &TranslateError) -> Rejection {
-        match e {
-            TranslateError::Unsupported { param, .. } => Rejection::new(
+        let (status, kind, code, param) = match e {
+            TranslateError::Unsupported { param, .. } => (
                 400,
                 "invalid_request_error",
                 "unsupported_parameter",
-                e.to_string(),
-            )
-            .with_param(param.clone()),
-            TranslateError::Invalid { param, .. } => Rejection::new(
+                param.clone(),
+            ),
+            TranslateError::Invalid { param, .. } => (
                 400,
                 "invalid_request_error",
                 "invalid_request",
-                e.to_string(),
-            )
-            .with_param(param.clone()),
-            TranslateError::BadUpstream(_) => Rejection::new(
-                502,
-                "upstream_error",
-                "bad_upstream_response",
-                e.to_string(),
+                param.clone(),
             ),
-        }
+            TranslateError::BadUpstream(_) => {
+                (502, "upstream_error", "bad_upstream_response", None)
+            }
+        };
+        Rejection::new(status, kind, code, e.to_string()).with_param(param)
     }
 }

@@ -243,8 +243,6 @@ impl Strategy {
 pub struct Target {
     pub provider: usize,
     pub provider_model: String,
-    /// Catalog name, when the target is a catalog model (pricing, limits).
-    pub catalog: Option<String>,
     pub pricing: Pricing,
     pub max_output_tokens: Option<u64>,
     pub context_window: Option<u64>,
@@ -473,7 +471,6 @@ impl Snapshot {
                     provider: p,
                     provider_model: cat
                         .map_or_else(|| model.to_string(), |m| m.provider_model.clone()),
-                    catalog: cat.map(|m| m.name.clone()),
                     pricing: cat.map(|m| m.pricing).unwrap_or_default(),
                     max_output_tokens: cat.and_then(|m| m.max_output_tokens),
                     context_window: cat.and_then(|m| m.context_window),
@@ -734,7 +731,6 @@ pub fn target_of(m: &Model) -> Target {
     Target {
         provider: m.provider,
         provider_model: m.provider_model.clone(),
-        catalog: Some(m.name.clone()),
         pricing: m.pricing,
         max_output_tokens: m.max_output_tokens,
         context_window: m.context_window,

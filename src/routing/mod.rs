@@ -527,6 +527,11 @@ keys:
         RequestAttrs::model(model, None)
     }
 
+    /// The plan an unrestricted key gets.
+    fn route(s: &Snapshot, req: RequestAttrs<'_>) -> Plan {
+        plan(s, key(s, '0'), &req, 0).unwrap()
+    }
+
     fn models_of(p: &Plan) -> Vec<&str> {
         p.attempts
             .iter()
@@ -634,16 +639,13 @@ keys:
     #[test]
     fn lowest_cost_picks_the_cheapest_and_keeps_the_rest_as_fallback() {
         let s = snap();
-        let p = plan(
+        let p = route(
             &s,
-            key(&s, '0'),
-            &RequestAttrs {
+            RequestAttrs {
                 est_input_tokens: 500,
                 ..attrs("thrifty")
             },
-            0,
-        )
-        .unwrap();
+        );
         assert_eq!(first(&p), "cheap");
         assert_eq!(p.attempts.len(), 2);
         assert_eq!(p.strategy, "lowest_cost");
@@ -695,10 +697,7 @@ keys:
         };
         assert_eq!(first(&plan(&s, key(&s, '0'), &fast, 0).unwrap()), "m2");
         // No data yet: config order.
-        assert_eq!(
-            first(&plan(&s, key(&s, '0'), &attrs("quick"), 0).unwrap()),
-            "m1"
-        );
+        assert_eq!(first(&route(&s, attrs("quick"))), "m1");
     }
 
     #[test]
@@ -707,34 +706,25 @@ keys:
         let simple = serde_json::json!({ "messages": [{ "role": "user", "content": "What is the capital of France?" }] });
         let hard = serde_json::json!({ "messages": [{ "role": "user", "content":
             "Design a distributed rate limiter; analyze consistency trade-offs and prove it never over-admits." }] });
-        let p = plan(
+        let p = route(
             &s,
-            key(&s, '0'),
-            &RequestAttrs {
+            RequestAttrs {
                 body: Some(&simple),
                 ..attrs("smart")
             },
-            0,
-        )
-        .unwrap();
+        );
         assert_eq!(first(&p), "cheap");
         assert!(p.reason.as_deref().unwrap().starts_with("complexity"));
-        let p = plan(
+        let p = route(
             &s,
-            key(&s, '0'),
-            &RequestAttrs {
+            RequestAttrs {
                 body: Some(&hard),
                 ..attrs("smart")
             },
-            0,
-        )
-        .unwrap();
+        );
         assert_eq!(first(&p), "big");
         // Scorer has nothing to go on: the most capable model.
-        assert_eq!(
-            first(&plan(&s, key(&s, '0'), &attrs("smart"), 0).unwrap()),
-            "big"
-        );
+        assert_eq!(first(&route(&s, attrs("smart"))), "big");
     }
 
     #[test]
