@@ -45,8 +45,9 @@ pub struct RequestOptions<'a> {
 /// What to send upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamRequest {
-    /// Appended to the provider's base URL, e.g. `/chat/completions`.
-    pub path_suffix: &'static str,
+    /// Appended to the provider's base URL, e.g. `/chat/completions` or, where the model is
+    /// part of the path, `/models/gemini-2.5-flash:generateContent`.
+    pub path_suffix: String,
     pub body: Vec<u8>,
     pub stream: bool,
     /// True when the translator added `stream_options.include_usage` itself,

@@ -92,7 +92,7 @@ pub(crate) fn request(
     let body = serde_json::to_vec(&Value::Object(out))
         .map_err(|e| TranslateError::invalid(format!("cannot serialise request: {e}"), None))?;
     Ok(UpstreamRequest {
-        path_suffix: "/messages",
+        path_suffix: "/messages".to_owned(),
         body,
         stream,
         // Anthropic always reports usage in its stream; nothing to inject.

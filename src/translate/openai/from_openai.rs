@@ -53,7 +53,7 @@ pub(crate) fn request(
     let body = serde_json::to_vec(&Value::Object(obj))
         .map_err(|e| TranslateError::invalid(format!("cannot serialise request: {e}"), None))?;
     Ok(UpstreamRequest {
-        path_suffix,
+        path_suffix: path_suffix.to_owned(),
         body,
         stream,
         usage_injected,
