@@ -1,5 +1,5 @@
-//! Backend health (seed 004): consecutive failures put a backend (provider + model) in
-//! cooldown; while cooling it is skipped if another attempt in the plan is eligible; when the
+//! Backend health (seed 004): consecutive failures, or an error rate over the recent attempts,
+//! put a backend (provider + model) in cooldown; while cooling it is skipped if another attempt in the plan is eligible; when the
 //! cooldown ends one request is let through as a half-open probe, whose outcome decides between
 //! recovery and another cooldown. Fed by the attempts' real outcomes; no background checks.
 
@@ -11,6 +11,23 @@ use std::time::{Duration, Instant};
 pub struct Policy {
     pub consecutive_failures: u32,
     pub cooldown: Duration,
+    /// Cool down when at least this share of the last `error_rate_window` attempts failed
+    /// (catches a flaky backend that never fails `consecutive_failures` times in a row).
+    /// Above 1.0 the rule is off.
+    pub error_rate: f64,
+    /// Attempts the error rate is computed over (at most 64); also the minimum sample.
+    pub error_rate_window: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            consecutive_failures: 3,
+            cooldown: Duration::from_secs(30),
+            error_rate: 0.5,
+            error_rate_window: 20,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -18,6 +35,31 @@ struct State {
     failures: u32,
     cooling_until: Option<Instant>,
     probing: bool,
+    /// The last outcomes, newest in bit 0; a set bit is a failure.
+    recent: u64,
+    /// How many outcomes `recent` holds (saturates at 64).
+    seen: u32,
+}
+
+impl State {
+    fn push(&mut self, failed: bool) {
+        self.recent = (self.recent << 1) | u64::from(failed);
+        self.seen = (self.seen + 1).min(64);
+    }
+
+    /// Failure share of the last `window` outcomes, once that many were seen.
+    fn error_rate(&self, window: u32) -> Option<f64> {
+        let window = window.clamp(1, 64);
+        if self.seen < window {
+            return None;
+        }
+        let mask = if window == 64 {
+            u64::MAX
+        } else {
+            (1u64 << window) - 1
+        };
+        Some(f64::from((self.recent & mask).count_ones()) / f64::from(window))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -68,21 +110,36 @@ impl Health {
     pub fn report(&self, backend: &str, ok: bool, policy: Policy, now: Instant) {
         let mut map = self.lock();
         let s = map.entry(backend.to_string()).or_default();
+        s.push(!ok);
+        let was_probe = s.probing;
+        s.probing = false;
         if ok {
-            if s.cooling_until.is_some() {
-                tracing::info!(backend, "backend recovered");
+            // A request admitted before the cooldown began may still succeed during it; only
+            // the probe (after the cooldown) decides recovery.
+            if s.cooling_until.is_some_and(|until| now < until) {
+                return;
             }
-            *s = State::default();
+            if s.cooling_until.take().is_some() {
+                tracing::info!(backend, "backend recovered");
+                // A fresh start: the failures that caused the cooldown must not re-trigger it.
+                s.recent = 0;
+                s.seen = 0;
+            }
+            s.failures = 0;
             return;
         }
         s.failures += 1;
-        let was_probe = s.probing;
-        s.probing = false;
-        if was_probe || s.failures >= policy.consecutive_failures.max(1) {
+        let rate = s.error_rate(policy.error_rate_window);
+        let by_rate = rate.is_some_and(|r| r >= policy.error_rate);
+        if was_probe || by_rate || s.failures >= policy.consecutive_failures.max(1) {
             s.cooling_until = Some(now + policy.cooldown);
+            // The next verdict comes from the probe, not from the outcomes that led here.
+            s.recent = 0;
+            s.seen = 0;
             tracing::warn!(
                 backend,
-                failures = s.failures,
+                consecutive_failures = s.failures,
+                error_rate = rate.unwrap_or(0.0),
                 cooldown_ms = policy.cooldown.as_millis() as u64,
                 "backend cooling down"
             );
@@ -123,7 +180,41 @@ mod tests {
     const P: Policy = Policy {
         consecutive_failures: 2,
         cooldown: Duration::from_secs(10),
+        error_rate: 2.0,
+        error_rate_window: 20,
     };
+
+    #[test]
+    fn error_rate_cools_a_flaky_backend() {
+        let h = Health::default();
+        let t0 = Instant::now();
+        let policy = Policy {
+            consecutive_failures: 5,
+            error_rate: 0.5,
+            error_rate_window: 10,
+            ..P
+        };
+        let plan = vec!["a/m".to_string(), "b/m".to_string()];
+        // Alternating failures never reach 5 in a row; 40 % stays under the threshold.
+        for i in 0..10 {
+            h.report("a/m", i % 5 < 3, policy, t0);
+        }
+        assert_eq!(h.skips(&plan, t0), [false, false], "4 of 10 failed");
+        for i in 0..10 {
+            h.report("a/m", i % 2 == 0, policy, t0);
+        }
+        assert_eq!(h.skips(&plan, t0), [true, false], "5 of the last 10 failed");
+        // The probe succeeds: recovered, with a clean window.
+        let later = t0 + Duration::from_secs(11);
+        assert_eq!(h.skips(&plan, later), [false, false]);
+        h.report("a/m", true, policy, later);
+        h.report("a/m", false, policy, later);
+        assert_eq!(
+            h.skips(&plan, later),
+            [false, false],
+            "one failure after recovery"
+        );
+    }
 
     #[test]
     fn cools_after_consecutive_failures_then_probes_once() {

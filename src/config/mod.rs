@@ -384,6 +384,7 @@ impl Snapshot {
         };
 
         let providers = build_providers(raw.providers, base_dir, &mut errors, &mut warnings);
+        let health = build_health(&raw.health, &mut errors);
         let provider_ix: HashMap<&str, usize> = providers
             .iter()
             .enumerate()
@@ -676,12 +677,7 @@ impl Snapshot {
             groups,
             keys,
             redis_url: raw.store.redis_url,
-            health: crate::health::Policy {
-                consecutive_failures: raw.health.consecutive_failures.unwrap_or(3),
-                cooldown: std::time::Duration::from_millis(
-                    raw.health.cooldown_ms.unwrap_or(30_000),
-                ),
-            },
+            health,
             warnings,
         })
     }
@@ -785,6 +781,14 @@ fn build_key_routing(
             Vec::new()
         }
     };
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.when.never_true() {
+            warnings.push(format!(
+                "{path}.rules[{i}]: can never match: its conditions contradict each other ({})",
+                crate::routing::rules::describe(&rule.when)
+            ));
+        }
+    }
     if let Some(i) = rules.iter().position(|r| r.when.always_true())
         && i + 1 < rules.len()
     {
@@ -972,6 +976,36 @@ fn build_providers(
         });
     }
     out
+}
+
+fn build_health(raw: &raw::RawHealth, errors: &mut Vec<ConfigError>) -> crate::health::Policy {
+    let default = crate::health::Policy::default();
+    let window = raw.error_rate_window.unwrap_or(default.error_rate_window);
+    if !(1..=64).contains(&window) {
+        errors.push(err(
+            "health.error_rate_window",
+            format!("error_rate_window is {window}"),
+            "use a window between 1 and 64 attempts",
+        ));
+    }
+    let error_rate = raw.error_rate.unwrap_or(default.error_rate);
+    if error_rate.is_nan() || error_rate <= 0.0 {
+        errors.push(err(
+            "health.error_rate",
+            format!("error_rate is {error_rate}"),
+            "use a share in (0, 1], or a value above 1 to turn the error-rate rule off",
+        ));
+    }
+    crate::health::Policy {
+        consecutive_failures: raw
+            .consecutive_failures
+            .unwrap_or(default.consecutive_failures),
+        cooldown: raw
+            .cooldown_ms
+            .map_or(default.cooldown, std::time::Duration::from_millis),
+        error_rate,
+        error_rate_window: window,
+    }
 }
 
 fn warn_disabled(warnings: &mut Vec<String>, path: &str, model: &str, target: &Target) {

@@ -34,6 +34,11 @@ pub struct RawHealth {
     pub consecutive_failures: Option<u32>,
     /// How long a backend is skipped before a probe request (default 30 s).
     pub cooldown_ms: Option<u64>,
+    /// Share of failed attempts over the last `error_rate_window` that cools a backend
+    /// (default 0.5; above 1 turns the rule off).
+    pub error_rate: Option<f64>,
+    /// Number of recent attempts the error rate is computed over (default 20, at most 64).
+    pub error_rate_window: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -116,3 +116,20 @@ fn lint_warns_about_disabled_models_and_unreachable_rules() {
         snap.warnings
     );
 }
+
+#[test]
+fn lint_warns_about_contradictory_rules() {
+    let yaml = format!(
+        "{P}models: [ {{ name: a, provider: oa }} ]\nkeys:\n  - name: k\n    hash: \"sha256:{}\"\n    routing:\n      active: true\n      routes: [ {{ model: a }} ]\n      rules:\n        - {{ when: {{ all: [ {{ tag: tier, op: eq, value: gold }}, {{ tag: tier, op: eq, value: bulk }} ] }}, use: [ {{ model: a }} ] }}\n        - {{ when: {{ all: [ {{ header: x-n, op: gt, value: 7 }}, {{ header: x-n, op: lt, value: 3 }} ] }}, use: [ {{ model: a }} ] }}\n        - {{ when: {{ tag: tier, op: eq, value: gold }}, use: [ {{ model: a }} ] }}\n",
+        "0".repeat(64)
+    );
+    let snap = Snapshot::from_yaml(&yaml, Path::new("t.yaml")).unwrap();
+    let flagged: Vec<&String> = snap
+        .warnings
+        .iter()
+        .filter(|w| w.contains("contradict each other"))
+        .collect();
+    assert_eq!(flagged.len(), 2, "{:?}", snap.warnings);
+    assert!(flagged[0].starts_with("keys[0].routing.rules[0]: can never match"));
+    assert!(flagged[1].starts_with("keys[0].routing.rules[1]: can never match"));
+}

@@ -71,10 +71,7 @@ impl UpstreamExchange {
             ended: false,
             live: false,
             backend: String::new(),
-            policy: crate::health::Policy {
-                consecutive_failures: 3,
-                cooldown: std::time::Duration::from_secs(30),
-            },
+            policy: crate::health::Policy::default(),
         }
     }
 

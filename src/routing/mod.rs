@@ -3,6 +3,8 @@
 //! it is tested as a table and `route explain` can show exactly what a request would do.
 
 pub mod complexity;
+#[cfg(test)]
+mod proptests;
 pub mod rules;
 
 use crate::auth::Principal;

@@ -172,6 +172,22 @@ impl Condition {
         }
     }
 
+    /// True when no request can satisfy this condition (e.g. `all: [tier eq a, tier eq b]`,
+    /// `n gt 10` with `n lt 5`, `not exists` beside a test of the same attribute). Sound, not
+    /// complete: a `true` is a proof, a `false` only means no contradiction was found.
+    pub fn never_true(&self) -> bool {
+        match self {
+            Condition::All(cs) => {
+                cs.iter().any(Condition::never_true) || conjunction_contradicts(cs)
+            }
+            Condition::Any(cs) => cs.iter().all(Condition::never_true),
+            Condition::Not(c) => c.always_true(),
+            Condition::Leaf { op, value, .. } => {
+                *op == Op::In && matches!(value, Some(Value::List(items)) if items.is_empty())
+            }
+        }
+    }
+
     /// Whether this condition holds for `req`.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         match self {
@@ -213,6 +229,76 @@ impl Attr {
             Attr::User => req.user.map(Cow::Borrowed),
         }
     }
+}
+
+/// A leaf of a conjunction, possibly negated: `(attr, op, value, negated)`.
+type Literal<'c> = (&'c Attr, Op, Option<&'c Value>, bool);
+
+fn literals(cs: &[Condition]) -> Vec<Literal<'_>> {
+    cs.iter()
+        .filter_map(|c| match c {
+            Condition::Leaf { attr, op, value } => Some((attr, *op, value.as_ref(), false)),
+            Condition::Not(inner) => match inner.as_ref() {
+                Condition::Leaf { attr, op, value } => Some((attr, *op, value.as_ref(), true)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn literal_holds(actual: Option<&str>, (_, op, value, negated): &Literal<'_>) -> bool {
+    eval_leaf(actual.map(Cow::Borrowed), *op, *value) != *negated
+}
+
+/// Whether the leaves of one `all` list contradict each other on some attribute.
+fn conjunction_contradicts(cs: &[Condition]) -> bool {
+    let lits = literals(cs);
+    lits.iter().any(|lit @ (attr, ..)| {
+        let same: Vec<&Literal<'_>> = lits.iter().filter(|l| l.0 == *attr).collect();
+        // Every value this literal admits, when it admits only listed texts (`eq "a"`,
+        // `in [a, b]`; numbers are left out since "1" and "1.0" both equal 1).
+        let candidates: Option<Vec<Cow<'_, str>>> = match lit {
+            (_, Op::Eq, Some(v @ (Value::Str(_) | Value::Bool(_))), false) => {
+                v.scalar_text().map(|t| vec![t])
+            }
+            (_, Op::In, Some(Value::List(items)), false)
+                if items
+                    .iter()
+                    .all(|v| matches!(v, Value::Str(_) | Value::Bool(_))) =>
+            {
+                items.iter().map(Value::scalar_text).collect()
+            }
+            _ => None,
+        };
+        if let Some(candidates) = candidates {
+            // Also covers a missing attribute: none of the candidates is "absent".
+            return candidates
+                .iter()
+                .all(|c| same.iter().any(|l| !literal_holds(Some(c), l)));
+        }
+        // `not exists` beside anything that needs the attribute present.
+        if matches!(lit, (_, Op::Exists, _, true)) {
+            return same.iter().any(|l| !literal_holds(None, l));
+        }
+        // A lower bound above an upper bound, both numerically and as text (which of the two
+        // orders applies depends on whether the actual value is a number).
+        let lower = matches!(lit, (_, Op::Gt | Op::Gte, Some(Value::Num(_)), false));
+        lower
+            && same.iter().any(|up| {
+                if !matches!(up, (_, Op::Lt | Op::Lte, Some(Value::Num(_)), false)) {
+                    return false;
+                }
+                let (Some(Value::Num(lo)), Some(Value::Num(hi))) = (lit.2, up.2) else {
+                    return false;
+                };
+                let strict = lit.1 == Op::Gt || up.1 == Op::Lt;
+                let empty_num = lo > hi || (lo == hi && strict);
+                let (lo_t, hi_t) = (lo.to_string(), hi.to_string());
+                let empty_text = lo_t > hi_t || (lo_t == hi_t && strict);
+                empty_num && empty_text
+            })
+    })
 }
 
 fn eval_leaf(actual: Option<Cow<'_, str>>, op: Op, value: Option<&Value>) -> bool {

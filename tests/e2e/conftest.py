@@ -39,7 +39,7 @@ def free_port() -> int:
 
 # Tests share one gateway and fail backends on purpose; cooldown would leak between them, so
 # the shared config effectively disables it (the health test sets its own policy).
-NO_COOLDOWN = "health: { consecutive_failures: 1000000 }"
+NO_COOLDOWN = "health: { consecutive_failures: 1000000, error_rate: 2 }"
 
 
 def base_config(providers: dict[str, FakeProvider], records: Path, health: str = NO_COOLDOWN) -> str:
