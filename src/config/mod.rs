@@ -94,17 +94,51 @@ impl fmt::Debug for Secret {
 pub enum ProviderKind {
     OpenAi,
     OpenAiCompatible,
+    AzureOpenAi,
     Anthropic,
+    Gemini,
+    Vertex,
+    Bedrock,
+    Cohere,
 }
 
 impl ProviderKind {
-    pub fn wire(self) -> crate::translate::Wire {
+    /// The wire format spoken to this provider for `model` (Vertex serves Gemini and Claude
+    /// models, each in its own format).
+    pub fn wire(self, model: &str) -> crate::translate::Wire {
+        let _ = model;
         match self {
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => crate::translate::Wire::OpenAi,
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::AzureOpenAi => {
+                crate::translate::Wire::OpenAi
+            }
             ProviderKind::Anthropic => crate::translate::Wire::Anthropic,
+            // Rejected by validation until their translators land.
+            ProviderKind::Gemini
+            | ProviderKind::Vertex
+            | ProviderKind::Bedrock
+            | ProviderKind::Cohere => crate::translate::Wire::OpenAi,
         }
     }
 }
+
+/// Settings only some provider kinds use.
+#[derive(Debug, Default)]
+pub struct ProviderOptions {
+    /// `azure_openai`: the `api-version` query parameter.
+    pub api_version: String,
+    /// `bedrock`: SigV4 credentials (the secret access key is `Provider::secret`).
+    pub aws: Option<AwsAuth>,
+}
+
+#[derive(Debug)]
+pub struct AwsAuth {
+    pub region: String,
+    pub access_key_id: Secret,
+    pub session_token: Option<Secret>,
+}
+
+/// Azure OpenAI's GA data-plane API version used when the config names none.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 /// Where a provider lives, split once so Envoy clusters and per-attempt paths need no parsing.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +206,7 @@ pub struct Provider {
     pub endpoint: Endpoint,
     pub secret: Secret,
     pub default_max_tokens: u64,
+    pub options: ProviderOptions,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -904,11 +939,12 @@ fn build_providers(
             "openai" => ProviderKind::OpenAi,
             "openai_compatible" => ProviderKind::OpenAiCompatible,
             "anthropic" => ProviderKind::Anthropic,
-            k @ ("azure_openai" | "gemini" | "vertex" | "bedrock" | "cohere") => {
+            "azure_openai" => ProviderKind::AzureOpenAi,
+            k @ ("gemini" | "vertex" | "bedrock" | "cohere") => {
                 errors.push(err(
                     format!("{path}.kind"),
                     format!("provider kind '{k}' is not available in this build"),
-                    "use openai, openai_compatible or anthropic",
+                    "use openai, openai_compatible, azure_openai or anthropic",
                 ));
                 continue;
             }
@@ -928,7 +964,32 @@ fn build_providers(
                 continue;
             }
         };
-        let secret = match (&p.secret_key_ref, kind) {
+        let mut ok = true;
+        let mut read = |field: &str, r: &Option<raw::RawSecretRef>| {
+            let got = read_secret(&format!("{path}.{field}"), &p.id, r.as_ref(), base_dir);
+            match got {
+                Ok(Some(s)) => Some(s),
+                Ok(None) => None,
+                Err(Problem::Error(e)) => {
+                    errors.push(e);
+                    ok = false;
+                    None
+                }
+                Err(Problem::Warning(w)) => {
+                    warnings.push(w);
+                    Some(Secret::default())
+                }
+            }
+        };
+        let secret = read("secret_key_ref", &p.secret_key_ref);
+        let aws = (kind == ProviderKind::Bedrock).then(|| {
+            (
+                read("access_key_id_ref", &p.access_key_id_ref),
+                read("session_token_ref", &p.session_token_ref),
+            )
+        });
+        let secret = match (secret, kind) {
+            (Some(s), _) => s,
             (None, ProviderKind::OpenAiCompatible) => Secret::default(),
             (None, _) => {
                 errors.push(err(
@@ -938,44 +999,103 @@ fn build_providers(
                 ));
                 continue;
             }
-            (Some(r), _) => match (&r.env, &r.file) {
-                (Some(var), None) => match std::env::var(var) {
-                    Ok(v) => Secret(v.trim().to_string()),
-                    Err(_) => {
-                        warnings.push(format!("{path}.secret_key_ref: environment variable {var} is not set; requests to '{}' will be sent without credentials", p.id));
-                        Secret::default()
+        };
+        let options = ProviderOptions {
+            api_version: p
+                .api_version
+                .clone()
+                .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string()),
+            aws: match aws {
+                None => None,
+                Some((access_key_id, session_token)) => {
+                    let region = p.region.clone().or_else(|| aws_region(&endpoint.host));
+                    match (region, access_key_id) {
+                        (Some(region), Some(access_key_id)) => Some(AwsAuth {
+                            region,
+                            access_key_id,
+                            session_token,
+                        }),
+                        (None, _) => {
+                            errors.push(err(
+                                format!("{path}.region"),
+                                format!("no AWS region for provider '{}'", p.id),
+                                "set region: us-east-1 (or use a bedrock-runtime.<region>.amazonaws.com base_url)",
+                            ));
+                            continue;
+                        }
+                        (_, None) => {
+                            errors.push(err(
+                                format!("{path}.access_key_id_ref"),
+                                format!("missing access_key_id_ref for provider '{}'", p.id),
+                                "add access_key_id_ref: { env: AWS_ACCESS_KEY_ID }; secret_key_ref holds the secret access key",
+                            ));
+                            continue;
+                        }
                     }
-                },
-                (None, Some(f)) => match std::fs::read_to_string(base_dir.join(f)) {
-                    Ok(v) => Secret(v.trim().to_string()),
-                    Err(e) => {
-                        errors.push(err(
-                            format!("{path}.secret_key_ref.file"),
-                            format!("cannot read secret file '{f}': {e}"),
-                            "point file: at a readable file holding only the key",
-                        ));
-                        continue;
-                    }
-                },
-                _ => {
-                    errors.push(err(
-                        format!("{path}.secret_key_ref"),
-                        "secret_key_ref needs exactly one of env or file",
-                        "write secret_key_ref: { env: VAR } or { file: PATH }",
-                    ));
-                    continue;
                 }
             },
         };
+        if !ok {
+            continue;
+        }
         out.push(Provider {
             id: p.id,
             kind,
             endpoint,
             secret,
             default_max_tokens: p.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            options,
         });
     }
     out
+}
+
+enum Problem {
+    Error(ConfigError),
+    Warning(String),
+}
+
+/// Reads a `{ env: VAR }` or `{ file: PATH }` secret. An unset variable is a warning (the
+/// gateway still starts, e.g. for `lint` on a laptop); an unreadable file is an error.
+fn read_secret(
+    path: &str,
+    provider: &str,
+    r: Option<&raw::RawSecretRef>,
+    base_dir: &Path,
+) -> Result<Option<Secret>, Problem> {
+    let Some(r) = r else { return Ok(None) };
+    match (&r.env, &r.file) {
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) => Ok(Some(Secret(v.trim().to_string()))),
+            Err(_) => Err(Problem::Warning(format!(
+                "{path}: environment variable {var} is not set; requests to '{provider}' will be sent without credentials"
+            ))),
+        },
+        (None, Some(f)) => match std::fs::read_to_string(base_dir.join(f)) {
+            Ok(v) => Ok(Some(Secret(v.trim().to_string()))),
+            Err(e) => Err(Problem::Error(err(
+                format!("{path}.file"),
+                format!("cannot read secret file '{f}': {e}"),
+                "point file: at a readable file holding only the secret",
+            ))),
+        },
+        _ => Err(Problem::Error(err(
+            path,
+            format!(
+                "{} needs exactly one of env or file",
+                path.rsplit('.').next().unwrap_or(path)
+            ),
+            "write { env: VAR } or { file: PATH }",
+        ))),
+    }
+}
+
+/// `bedrock-runtime.us-east-1.amazonaws.com` → `us-east-1`.
+fn aws_region(host: &str) -> Option<String> {
+    let rest = host.strip_prefix("bedrock-runtime.")?;
+    let (region, tail) = rest.split_once('.')?;
+    tail.starts_with("amazonaws.com")
+        .then(|| region.to_string())
 }
 
 fn build_health(raw: &raw::RawHealth, errors: &mut Vec<ConfigError>) -> crate::health::Policy {

@@ -79,6 +79,14 @@ pub struct RawProvider {
     /// `max_tokens` injected for providers that require it (Anthropic) when the client sent none
     /// and the catalog has no `max_output_tokens` for the model.
     pub default_max_tokens: Option<u64>,
+    /// `azure_openai`: the `api-version` query parameter (default 2024-10-21).
+    pub api_version: Option<String>,
+    /// `bedrock`: the AWS region signed into requests (default: from the base URL's host).
+    pub region: Option<String>,
+    /// `bedrock`: the access key id (`secret_key_ref` holds the secret access key).
+    pub access_key_id_ref: Option<RawSecretRef>,
+    /// `bedrock`: an optional session token for temporary credentials.
+    pub session_token_ref: Option<RawSecretRef>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@
 //! so no lock is ever held across an await.
 
 pub mod downstream;
+mod providers;
 pub mod state;
 pub mod upstream;
 

@@ -14,7 +14,6 @@ use super::{
     Exchange, Mutation, Replies, Shared, header, immediate, request_body_reply,
     request_headers_reply, response_body_reply, response_headers_reply, unix_now,
 };
-use crate::config::ProviderKind;
 use crate::envoy::{HOST_METADATA_ATTR, METADATA_NS};
 use crate::errors::Rejection;
 use crate::translate::{self, Inbound, RequestOptions, StreamOutcome, StreamTranslator, Wire};
@@ -124,7 +123,9 @@ impl UpstreamExchange {
             )));
         }
         let target = &plan.attempts[position].target;
-        self.wire = snap.providers[target.provider].kind.wire();
+        self.wire = snap.providers[target.provider]
+            .kind
+            .wire(&target.provider_model);
         self.inbound = inner.inbound.unwrap_or(Inbound::ChatCompletions);
         let attempt = AttemptState {
             position,
@@ -173,34 +174,7 @@ impl UpstreamExchange {
             }
         };
         let mut m = Mutation::default();
-        m.set(
-            ":path",
-            format!("{}{}", provider.endpoint.prefix, up.path_suffix),
-        );
-        m.set(":authority", provider.endpoint.authority());
-        m.set("content-type", "application/json");
-        m.set("content-length", up.body.len().to_string());
-        // Header edits made here persist into Envoy's copy for the next attempt, so every
-        // attempt clears the other providers' credentials before setting its own.
-        match provider.kind {
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-                m.remove("x-api-key");
-                m.remove("anthropic-version");
-                if provider.secret.is_empty() {
-                    m.remove("authorization");
-                } else {
-                    m.set(
-                        "authorization",
-                        format!("Bearer {}", provider.secret.expose()),
-                    );
-                }
-            }
-            ProviderKind::Anthropic => {
-                m.remove("authorization");
-                m.set("x-api-key", provider.secret.expose().to_string());
-                m.set("anthropic-version", "2023-06-01");
-            }
-        }
+        super::providers::address(provider, &target.provider_model, &up, &mut m);
         // We must read the response to translate it and count tokens.
         m.remove("accept-encoding");
         for h in [

@@ -142,11 +142,13 @@ keys:
 class Gateway:
     """A running `switchyard up` (processor + Envoy) with its fake providers."""
 
-    def __init__(self, providers: dict[str, FakeProvider], config_text: str | None = None):
+    def __init__(self, providers: dict[str, FakeProvider], config_text=None):
         self.providers = providers
         self.dir = Path(tempfile.mkdtemp(prefix="switchyard-e2e-"))
         self.records_path = self.dir / "records.jsonl"
         self.config_path = self.dir / "gateway.yaml"
+        if callable(config_text):  # a config that names the records path
+            config_text = config_text(self.records_path)
         self.config_path.write_text(config_text or base_config(providers, self.records_path))
         self.proxy_port = free_port()
         self.admin = f"127.0.0.1:{free_port()}"

@@ -8,6 +8,8 @@ the official SDKs:
 * ``GET  <prefix>/models``            model list (Anthropic shape if the request
                                       carries ``anthropic-version``)
 * ``POST <prefix>/messages``          Anthropic Messages (plain, streamed, tool_use)
+* ``POST .../openai/deployments/D/...``  Azure OpenAI (``api-key`` and ``api-version``
+                                      required; answers as model D)
 
 Every request is recorded (``provider.requests``) *before* its behaviour runs.
 Behaviours are queued with ``provider.script(...)`` and consumed one per request
@@ -220,6 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
         p = self.server.provider
         split = urlsplit(self.path)
         self.route = split.path.rstrip("/")
+        self.query = split.query
         self.wire = "anthropic" if self.route.endswith("/messages") else "openai"
         raw = self._read_body()
         try:
@@ -260,6 +263,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._respond(self._models())
         if self.command != "POST":
             return self._not_found()
+        azure = re.search(r"/openai/deployments/([^/]+)/", self.route)
+        if azure:
+            # Azure OpenAI: the deployment is in the path, the key in `api-key`, and every
+            # call names an api-version.
+            if "api-key" not in self.req_headers:
+                return self._send_json(401, {"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}})
+            if "api-version=" not in self.query:
+                return self._send_json(404, {"error": {"code": "404", "message": "Resource not found"}})
+            self.req["model"] = azure.group(1)
         if self.route.endswith("/chat/completions"):
             if "messages" not in self.req:
                 return self._send_error(400, "Missing required parameter: 'messages'.")
