@@ -209,13 +209,30 @@ pub struct Provider {
     pub options: ProviderOptions,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Pricing {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    /// USD per generated image by `SIZE/QUALITY`, `SIZE` or `default` (shared, cheap to clone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_image: Option<std::sync::Arc<std::collections::BTreeMap<String, f64>>>,
 }
 
 impl Pricing {
+    /// The price of an image order; 0 when the catalog has no matching entry.
+    pub fn image_cost(&self, order: &crate::translate::images::ImageOrder) -> f64 {
+        let Some(table) = &self.per_image else {
+            return 0.0;
+        };
+        let exact = format!("{}/{}", order.size, order.quality);
+        let each = [exact.as_str(), order.size.as_str(), "default"]
+            .iter()
+            .find_map(|k| table.get(*k))
+            .copied()
+            .unwrap_or(0.0);
+        each * order.n as f64
+    }
+
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
         (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok)
             / 1_000_000.0
@@ -476,6 +493,7 @@ impl Snapshot {
                         .map(|p| Pricing {
                             input_per_mtok: p.input_per_mtok,
                             output_per_mtok: p.output_per_mtok,
+                            per_image: p.per_image.map(std::sync::Arc::new),
                         })
                         .unwrap_or_default(),
                     capabilities: m.capabilities,
@@ -507,7 +525,7 @@ impl Snapshot {
                     provider: p,
                     provider_model: cat
                         .map_or_else(|| model.to_string(), |m| m.provider_model.clone()),
-                    pricing: cat.map(|m| m.pricing).unwrap_or_default(),
+                    pricing: cat.map(|m| m.pricing.clone()).unwrap_or_default(),
                     max_output_tokens: cat.and_then(|m| m.max_output_tokens),
                     context_window: cat.and_then(|m| m.context_window),
                     enabled: cat.is_none_or(|m| m.enabled),
@@ -762,7 +780,7 @@ pub fn target_of(m: &Model) -> Target {
     Target {
         provider: m.provider,
         provider_model: m.provider_model.clone(),
-        pricing: m.pricing,
+        pricing: m.pricing.clone(),
         max_output_tokens: m.max_output_tokens,
         context_window: m.context_window,
         enabled: m.enabled,

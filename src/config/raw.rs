@@ -111,13 +111,16 @@ pub struct RawModel {
     pub status: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPricing {
     #[serde(default)]
     pub input_per_mtok: f64,
     #[serde(default)]
     pub output_per_mtok: f64,
+    /// Image models: USD per image, keyed `SIZE/QUALITY` (e.g. `1024x1024/hd`), `SIZE`, or
+    /// `default`; the most specific key wins.
+    pub per_image: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -74,6 +74,7 @@ impl DownstreamExchange {
         let inbound = match path {
             "/v1/chat/completions" | "/chat/completions" => Some(Inbound::ChatCompletions),
             "/v1/embeddings" | "/embeddings" => Some(Inbound::Embeddings),
+            "/v1/images/generations" | "/images/generations" => Some(Inbound::Images),
             "/v1/models" | "/models" => None,
             _ => return self.reject(&state, Rejection::not_found_path(path)),
         };
@@ -295,6 +296,9 @@ impl DownstreamExchange {
             let mut inner = state.lock();
             inner.plan = Some(plan);
             inner.snapshot = Some(snap);
+            if inner.inbound == Some(Inbound::Images) {
+                inner.images = Some(crate::translate::images::ImageOrder::of(&body));
+            }
             inner.body = Some(Arc::new(body));
         }
         vec![request_body_reply(m, None, true)]

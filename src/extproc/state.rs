@@ -50,6 +50,8 @@ pub struct Inner {
     pub failure: Option<String>,
     /// Client tags (`k=v`) from `x-switchyard-tags`.
     pub tags: Vec<String>,
+    /// An image generation request's order, priced per image when it succeeds.
+    pub images: Option<crate::translate::images::ImageOrder>,
 }
 
 pub struct RequestState {
@@ -122,9 +124,13 @@ impl RequestState {
         };
         let pricing = winner
             .and_then(|w| inner.plan.as_ref().and_then(|p| p.attempts.get(w.position)))
-            .map(|a| a.target.pricing);
+            .map(|a| &a.target.pricing);
         let cost = pricing.map_or(0.0, |p| {
-            p.cost(inner.usage.input_tokens, inner.usage.output_tokens)
+            let images = match &inner.images {
+                Some(order) if status < 400 => p.image_cost(order),
+                _ => 0.0,
+            };
+            p.cost(inner.usage.input_tokens, inner.usage.output_tokens) + images
         });
         // The serving member's tag (A/B arm), then the client's own tags.
         let tags = winner

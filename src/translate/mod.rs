@@ -7,6 +7,7 @@
 //! always OpenAI-shaped (chat completions or embeddings).
 
 pub mod anthropic;
+pub mod images;
 pub mod openai;
 pub mod sse;
 
@@ -17,6 +18,8 @@ use serde::Serialize;
 pub enum Inbound {
     ChatCompletions,
     Embeddings,
+    /// `/v1/images/generations`: OpenAI-wire providers only, forwarded with the model swapped.
+    Images,
 }
 
 /// The provider's wire protocol.
@@ -130,6 +133,9 @@ pub fn request(
     body: &serde_json::Value,
     opts: &RequestOptions,
 ) -> Result<UpstreamRequest, TranslateError> {
+    if inbound == Inbound::Images {
+        return images::request(wire, body, opts);
+    }
     match wire {
         Wire::OpenAi => openai::from_openai::request(inbound, body, opts),
         Wire::Anthropic => anthropic::from_openai::request(inbound, body, opts),
@@ -144,6 +150,9 @@ pub fn response(
     body: &[u8],
     created: u64,
 ) -> Result<(Vec<u8>, Usage), TranslateError> {
+    if inbound == Inbound::Images {
+        return images::response(body);
+    }
     match wire {
         Wire::OpenAi => openai::from_openai::response(inbound, body),
         Wire::Anthropic => anthropic::from_openai::response(inbound, body, created),

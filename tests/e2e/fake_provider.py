@@ -5,6 +5,7 @@ the official SDKs:
 
 * ``POST <prefix>/chat/completions``  OpenAI chat (plain, streamed, tool calls)
 * ``POST <prefix>/embeddings``        OpenAI embeddings (float or base64)
+* ``POST <prefix>/images/generations`` OpenAI images (``n`` URLs)
 * ``GET  <prefix>/models``            model list (Anthropic shape if the request
                                       carries ``anthropic-version``)
 * ``POST <prefix>/messages``          Anthropic Messages (plain, streamed, tool_use)
@@ -276,6 +277,13 @@ class _Handler(BaseHTTPRequestHandler):
             if "messages" not in self.req:
                 return self._send_error(400, "Missing required parameter: 'messages'.")
             return self._respond(*self._openai_chat())
+        if self.route.endswith("/images/generations"):
+            if not isinstance(self.req.get("prompt"), str):
+                return self._send_error(400, "Missing required parameter: 'prompt'.")
+            n = self.req.get("n", 1)
+            return self._respond({"created": int(time.time()), "data": [
+                {"url": f"https://images.invalid/{self.server.provider.name}/{i}.png",
+                 "revised_prompt": self.req["prompt"]} for i in range(n)]})
         if self.route.endswith("/embeddings"):
             if "input" not in self.req:
                 return self._send_error(400, "Missing required parameter: 'input'.")

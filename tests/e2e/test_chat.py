@@ -168,3 +168,25 @@ def test_models_lists_what_the_key_may_use(gateway):
 def requests_get(gateway, path, key):
     import requests
     return requests.get(gateway.url + path, headers={"authorization": f"Bearer {key}"}, timeout=10)
+
+
+def test_image_generation_is_forwarded_and_priced_per_image(gateway, providers):
+    resp = sdk(gateway).images.with_raw_response.generate(
+        model="dall-e-3", prompt="a lighthouse at dusk", n=2, size="1024x1792", quality="hd")
+    images = resp.parse()
+    assert [d.url for d in images.data] == ["https://images.invalid/oa/0.png", "https://images.invalid/oa/1.png"]
+    [got] = providers["oa"].requests
+    assert got["path"] == "/v1/images/generations"
+    assert got["headers"]["authorization"] == f"Bearer {OA_SECRET}"
+    assert got["body"] == {"model": "dall-e-3", "prompt": "a lighthouse at dusk", "n": 2,
+                           "size": "1024x1792", "quality": "hd"}
+    rec = gateway.record(resp.headers["x-switchyard-request-id"])
+    assert rec["status"] == 200 and rec["endpoint"] == "/v1/images/generations"
+    assert rec["cost_usd"] == pytest.approx(0.24)
+
+
+def test_image_generation_on_a_chat_only_provider_is_a_clear_400(gateway, providers):
+    r = gateway.post("/v1/images/generations", {"model": "claude-sonnet-4", "prompt": "x"})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "image generation is only available from OpenAI-compatible providers"
+    assert providers["an"].requests == []

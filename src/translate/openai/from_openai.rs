@@ -28,6 +28,7 @@ pub(crate) fn request(
     obj.insert("model".to_owned(), Value::String(opts.model.to_owned()));
     let (path_suffix, stream, usage_injected) = match inbound {
         Inbound::Embeddings => ("/embeddings", false, false),
+        Inbound::Images => ("/images/generations", false, false),
         Inbound::ChatCompletions => {
             let stream = obj.get("stream").and_then(Value::as_bool) == Some(true);
             let client_wants = obj
