@@ -70,9 +70,31 @@ fn pricing_is_per_million_tokens() {
     let p = Pricing {
         input_per_mtok: 2.5,
         output_per_mtok: 10.0,
+        per_image: None,
     };
     assert!((p.cost(11, 7) - 0.0000975).abs() < 1e-12);
     assert_eq!(p.cost(0, 0), 0.0);
+}
+
+#[test]
+fn image_pricing_takes_the_most_specific_entry() {
+    use crate::translate::images::ImageOrder;
+    let table = [("1024x1024/hd", 0.08), ("1024x1024", 0.04), ("default", 0.5)];
+    let p = Pricing {
+        per_image: Some(std::sync::Arc::new(
+            table.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        )),
+        ..Pricing::default()
+    };
+    let order = |n, size: &str, quality: &str| ImageOrder {
+        n,
+        size: size.into(),
+        quality: quality.into(),
+    };
+    assert!((p.image_cost(&order(2, "1024x1024", "hd")) - 0.16).abs() < 1e-12);
+    assert!((p.image_cost(&order(1, "1024x1024", "standard")) - 0.04).abs() < 1e-12);
+    assert!((p.image_cost(&order(3, "512x512", "standard")) - 1.5).abs() < 1e-12);
+    assert_eq!(Pricing::default().image_cost(&order(1, "1024x1024", "hd")), 0.0);
 }
 
 #[test]
