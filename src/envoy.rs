@@ -168,23 +168,60 @@ fn chain_cluster_config(snap: &Snapshot, seq: &[usize]) -> Value {
 }
 
 /// Local replies Envoy generates itself (timeouts, connect failures, body too large) speak the
-/// same error shape as the processor's.
+/// same error shape as the processor's: Anthropic's on `/v1/messages`, OpenAI's elsewhere.
+/// Mappers are tried in order, so the Anthropic ones come first.
 fn local_reply_config() -> Value {
-    let mapper = |flags: &[&str], status: u16, message: &str, kind: &str, code: &str| {
-        json!({
-            "filter": { "response_flag_filter": { "flags": flags } },
+    // (response flags, status, message, OpenAI type, code, Anthropic type); no flags = the 413.
+    const REPLIES: [(&[&str], u16, &str, &str, &str, &str); 3] = [
+        (
+            &["UT"],
+            504,
+            "The upstream provider did not answer in time",
+            "timeout_error",
+            "upstream_timeout",
+            "timeout_error",
+        ),
+        (
+            &["UF", "UH", "URX", "UC", "UO", "UR", "NR", "DPE", "UPE"],
+            502,
+            "All backends failed",
+            "upstream_error",
+            "all_backends_failed",
+            "api_error",
+        ),
+        (
+            &[],
+            413,
+            "Request body is larger than the gateway's limit",
+            "invalid_request_error",
+            "request_too_large",
+            "request_too_large",
+        ),
+    ];
+    let filter = |flags: &[&str], status: u16| {
+        if flags.is_empty() {
+            json!({ "status_code_filter": { "comparison": { "op": "EQ", "value": { "default_value": status, "runtime_key": "switchyard.payload_too_large" } } } })
+        } else {
+            json!({ "response_flag_filter": { "flags": flags } })
+        }
+    };
+    let messages_path = json!({ "header_filter": { "header": { "name": ":path", "string_match": { "prefix": "/v1/messages" } } } });
+    let mut mappers = Vec::new();
+    for (flags, status, message, _, _, anthropic_type) in REPLIES {
+        mappers.push(json!({
+            "filter": { "and_filter": { "filters": [messages_path.clone(), filter(flags, status)] } },
+            "status_code": status,
+            "body_format_override": { "json_format": { "type": "error", "error": { "type": anthropic_type, "message": message } } }
+        }));
+    }
+    for (flags, status, message, kind, code, _) in REPLIES {
+        mappers.push(json!({
+            "filter": filter(flags, status),
             "status_code": status,
             "body_format_override": { "json_format": { "error": { "message": message, "type": kind, "code": code, "param": null } } }
-        })
-    };
-    json!({ "mappers": [
-        mapper(&["UT"], 504, "The upstream provider did not answer in time", "timeout_error", "upstream_timeout"),
-        mapper(&["UF", "UH", "URX", "UC", "UO", "UR", "NR", "DPE", "UPE"], 502, "All backends failed", "upstream_error", "all_backends_failed"),
-        json!({
-            "filter": { "status_code_filter": { "comparison": { "op": "EQ", "value": { "default_value": 413, "runtime_key": "switchyard.payload_too_large" } } } },
-            "body_format_override": { "json_format": { "error": { "message": "Request body is larger than the gateway's limit", "type": "invalid_request_error", "code": "request_too_large", "param": null } } }
-        }),
-    ]})
+        }));
+    }
+    json!({ "mappers": mappers })
 }
 
 /// The whole bootstrap as a JSON value (Envoy reads it as YAML).

@@ -79,7 +79,11 @@ fn pricing_is_per_million_tokens() {
 #[test]
 fn image_pricing_takes_the_most_specific_entry() {
     use crate::translate::images::ImageOrder;
-    let table = [("1024x1024/hd", 0.08), ("1024x1024", 0.04), ("default", 0.5)];
+    let table = [
+        ("1024x1024/hd", 0.08),
+        ("1024x1024", 0.04),
+        ("default", 0.5),
+    ];
     let p = Pricing {
         per_image: Some(std::sync::Arc::new(
             table.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
@@ -94,7 +98,10 @@ fn image_pricing_takes_the_most_specific_entry() {
     assert!((p.image_cost(&order(2, "1024x1024", "hd")) - 0.16).abs() < 1e-12);
     assert!((p.image_cost(&order(1, "1024x1024", "standard")) - 0.04).abs() < 1e-12);
     assert!((p.image_cost(&order(3, "512x512", "standard")) - 1.5).abs() < 1e-12);
-    assert_eq!(Pricing::default().image_cost(&order(1, "1024x1024", "hd")), 0.0);
+    assert_eq!(
+        Pricing::default().image_cost(&order(1, "1024x1024", "hd")),
+        0.0
+    );
 }
 
 #[test]

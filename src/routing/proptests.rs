@@ -58,7 +58,7 @@ fn seeds(n: usize, mut x: u64) -> impl Iterator<Item = u64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     /// Over many requests each member is chosen first in proportion to its weight.
     #[test]
@@ -72,7 +72,7 @@ proptest! {
         }
         y += &format!("keys:\n  - {{ name: k, hash: \"{KEY}\" }}\n");
         let s = build(&y);
-        const DRAWS: usize = 20_000;
+        const DRAWS: usize = 10_000;
         let mut counts = vec![0usize; n];
         for seed in seeds(DRAWS, start) {
             let p = plan(&s, principal(&s), &RequestAttrs::model("g", None), seed).unwrap();
