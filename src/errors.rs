@@ -1,5 +1,6 @@
 //! One place maps every failure to the status and body a client sees. Bodies use the OpenAI
-//! error shape `{"error":{"message","type","code","param"}}`.
+//! error shape `{"error":{"message","type","code","param"}}`, or on the Anthropic Messages
+//! endpoint Anthropic's `{"type":"error","error":{"type","message"}}`.
 
 use crate::routing::RouteError;
 use crate::translate::TranslateError;
@@ -39,6 +40,18 @@ impl Rejection {
             "error": { "message": self.message, "type": self.kind, "code": self.code, "param": self.param }
         }))
         .unwrap_or_default()
+    }
+
+    /// The body in the client's dialect.
+    pub fn body_in(&self, dialect: Dialect) -> Vec<u8> {
+        match dialect {
+            Dialect::OpenAi => self.body(),
+            Dialect::Anthropic => serde_json::to_vec(&serde_json::json!({
+                "type": "error",
+                "error": { "type": anthropic_type(self.status), "message": self.message }
+            }))
+            .unwrap_or_default(),
+        }
     }
 
     pub fn missing_key() -> Rejection {
@@ -94,6 +107,30 @@ impl Rejection {
     }
     pub fn internal(message: impl Into<String>) -> Rejection {
         Rejection::new(500, "internal_error", "internal_error", message)
+    }
+}
+
+/// Which API the client speaks, for error bodies and response shapes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    #[default]
+    OpenAi,
+    Anthropic,
+}
+
+/// Anthropic's documented error types by HTTP status.
+pub fn anthropic_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
     }
 }
 

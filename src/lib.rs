@@ -7,6 +7,8 @@
 //! - `auth`: hashed client keys; `routing`: the pure routing decision;
 //! - `translate`: provider wire formats (pure); `extproc`: the ext_proc gRPC exchanges;
 //! - `envoy`: the Envoy bootstrap derived from the config; `record`: request records;
+//! - `sigv4`: AWS Signature Version 4 request signing (pure, for Bedrock);
+//! - `store`: dynamic keys, the token/budget ledger, usage and request logs (memory or Redis);
 //! - `server`, `admin`, `up`: processes.
 #![forbid(unsafe_code)]
 
@@ -20,5 +22,7 @@ pub mod health;
 pub mod record;
 pub mod routing;
 pub mod server;
+pub mod sigv4;
+pub mod store;
 pub mod translate;
 pub mod up;

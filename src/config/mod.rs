@@ -106,19 +106,25 @@ impl ProviderKind {
     /// The wire format spoken to this provider for `model` (Vertex serves Gemini and Claude
     /// models, each in its own format).
     pub fn wire(self, model: &str) -> crate::translate::Wire {
-        let _ = model;
+        use crate::translate::Wire;
         match self {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::AzureOpenAi => {
-                crate::translate::Wire::OpenAi
+                Wire::OpenAi
             }
-            ProviderKind::Anthropic => crate::translate::Wire::Anthropic,
-            // Rejected by validation until their translators land.
-            ProviderKind::Gemini
-            | ProviderKind::Vertex
-            | ProviderKind::Bedrock
-            | ProviderKind::Cohere => crate::translate::Wire::OpenAi,
+            ProviderKind::Anthropic => Wire::Anthropic,
+            ProviderKind::Gemini => Wire::Gemini,
+            ProviderKind::Vertex if is_vertex_claude(model) => Wire::Anthropic,
+            ProviderKind::Vertex => Wire::Gemini,
+            ProviderKind::Bedrock => Wire::Bedrock,
+            // Rejected by validation until its translator lands.
+            ProviderKind::Cohere => Wire::OpenAi,
         }
     }
+}
+
+/// Vertex AI serves Anthropic's models (publisher `anthropic`) beside Google's.
+pub fn is_vertex_claude(model: &str) -> bool {
+    model.starts_with("claude")
 }
 
 /// Settings only some provider kinds use.
@@ -958,11 +964,14 @@ fn build_providers(
             "openai_compatible" => ProviderKind::OpenAiCompatible,
             "anthropic" => ProviderKind::Anthropic,
             "azure_openai" => ProviderKind::AzureOpenAi,
-            k @ ("gemini" | "vertex" | "bedrock" | "cohere") => {
+            "gemini" => ProviderKind::Gemini,
+            "vertex" => ProviderKind::Vertex,
+            "bedrock" => ProviderKind::Bedrock,
+            k @ "cohere" => {
                 errors.push(err(
                     format!("{path}.kind"),
                     format!("provider kind '{k}' is not available in this build"),
-                    "use openai, openai_compatible, azure_openai or anthropic",
+                    "use openai, openai_compatible, azure_openai, anthropic, gemini, vertex or bedrock",
                 ));
                 continue;
             }

@@ -166,13 +166,14 @@ impl UpstreamExchange {
                 .unwrap_or(provider.default_max_tokens),
         };
         let translated = translate::request(self.inbound, self.wire, body, &opts);
-        let up = match translated {
+        let mut up = match translated {
             Ok(u) => u,
             Err(e) => {
                 drop(inner);
                 return self.fail(Rejection::from(&e));
             }
         };
+        super::providers::adapt(provider, &target.provider_model, &mut up);
         let mut m = Mutation::default();
         super::providers::address(provider, &target.provider_model, &up, &mut m);
         // We must read the response to translate it and count tokens.
@@ -220,7 +221,11 @@ impl UpstreamExchange {
             }
             attempt.committed = true;
             self.mode = Mode::FinalError(status);
-        } else if stream && content_type.starts_with("text/event-stream") {
+        } else if stream
+            && (content_type.starts_with("text/event-stream")
+                // Bedrock's ConverseStream: binary AWS event-stream frames.
+                || content_type.starts_with("application/vnd.amazon.eventstream"))
+        {
             self.mode = Mode::Stream(translate::stream(
                 self.inbound,
                 self.wire,

@@ -1,5 +1,5 @@
 //! Request/response translation between the client-facing OpenAI API and the
-//! provider wire formats (OpenAI-compatible and Anthropic Messages).
+//! provider wire formats (OpenAI-compatible, Anthropic Messages and Gemini).
 //!
 //! The module is pure: no I/O, no clock, no randomness. Callers pass in the
 //! already-parsed request body, timestamps and flags, and get bytes back.
@@ -7,6 +7,8 @@
 //! always OpenAI-shaped (chat completions or embeddings).
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod gemini;
 pub mod images;
 pub mod openai;
 pub mod sse;
@@ -27,6 +29,8 @@ pub enum Inbound {
 pub enum Wire {
     OpenAi,
     Anthropic,
+    Gemini,
+    Bedrock,
 }
 
 /// Token counts for one exchange.
@@ -139,6 +143,8 @@ pub fn request(
     match wire {
         Wire::OpenAi => openai::from_openai::request(inbound, body, opts),
         Wire::Anthropic => anthropic::from_openai::request(inbound, body, opts),
+        Wire::Gemini => gemini::from_openai::request(inbound, body, opts),
+        Wire::Bedrock => bedrock::from_openai::request(inbound, body, opts),
     }
 }
 
@@ -156,6 +162,8 @@ pub fn response(
     match wire {
         Wire::OpenAi => openai::from_openai::response(inbound, body),
         Wire::Anthropic => anthropic::from_openai::response(inbound, body, created),
+        Wire::Gemini => gemini::from_openai::response(inbound, body, created),
+        Wire::Bedrock => bedrock::from_openai::response(inbound, body, created),
     }
 }
 
@@ -165,6 +173,8 @@ pub fn provider_error(wire: Wire, status: u16, body: &[u8]) -> ProviderError {
     let parsed = match wire {
         Wire::OpenAi => openai::provider_error(body),
         Wire::Anthropic => anthropic::provider_error(body),
+        Wire::Gemini => gemini::provider_error(body),
+        Wire::Bedrock => bedrock::provider_error(body),
     };
     let (message, kind) = parsed.unwrap_or((None, None));
     ProviderError {
@@ -191,6 +201,14 @@ pub fn stream(
     match wire {
         Wire::OpenAi => Box::new(openai::from_openai::OpenAiStream::new(client_wants_usage)),
         Wire::Anthropic => Box::new(anthropic::from_openai::AnthropicStream::new(
+            client_wants_usage,
+            created,
+        )),
+        Wire::Gemini => Box::new(gemini::from_openai::GeminiStream::new(
+            client_wants_usage,
+            created,
+        )),
+        Wire::Bedrock => Box::new(bedrock::from_openai::BedrockStream::new(
             client_wants_usage,
             created,
         )),
@@ -429,7 +447,7 @@ mod tests {
     use super::test_support::*;
     use super::*;
 
-    const WIRES: [Wire; 2] = [Wire::OpenAi, Wire::Anthropic];
+    const WIRES: [Wire; 4] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini, Wire::Bedrock];
     const INBOUNDS: [Inbound; 2] = [Inbound::ChatCompletions, Inbound::Embeddings];
 
     #[test]

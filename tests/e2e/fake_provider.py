@@ -9,6 +9,13 @@ the official SDKs:
 * ``GET  <prefix>/models``            model list (Anthropic shape if the request
                                       carries ``anthropic-version``)
 * ``POST <prefix>/messages``          Anthropic Messages (plain, streamed, tool_use)
+* ``POST .../models/M:generateContent`` Gemini (also ``:streamGenerateContent?alt=sse``,
+                                      ``:batchEmbedContents``; Vertex ``publishers/google``)
+* ``POST .../publishers/anthropic/models/M:rawPredict`` Anthropic on Vertex (and
+                                      ``:streamRawPredict``; no model in the body)
+* ``POST .../model/ID/converse``      Amazon Bedrock Converse (also ``converse-stream``
+                                      in AWS event-stream frames, ``invoke`` for Titan and
+                                      Cohere embeddings); SigV4 verified when ``aws_secret``
 * ``POST .../openai/deployments/D/...``  Azure OpenAI (``api-key`` and ``api-version``
                                       required; answers as model D)
 
@@ -44,6 +51,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import hmac
 import json
 import re
 import signal
@@ -53,7 +61,9 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
+import zlib
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -200,7 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _start_stream(self):
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        ctype = ("application/vnd.amazon.eventstream" if self.wire == "bedrock"
+                 else "text/event-stream; charset=utf-8")
+        self.send_header("Content-Type", ctype)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header(*self._request_id_header())
@@ -224,7 +236,17 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         self.route = split.path.rstrip("/")
         self.query = split.query
-        self.wire = "anthropic" if self.route.endswith("/messages") else "openai"
+        self.bedrock = re.match(r"^.*/model/([^/]+)/(converse|converse-stream|invoke)$", split.path)
+        self.gemini = re.search(r"/models/([^/:]+):(generateContent|streamGenerateContent|batchEmbedContents)$", self.route)
+        self.vertex_claude = re.search(r"/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$", self.route)
+        if self.route.endswith("/messages") or self.vertex_claude:
+            self.wire = "anthropic"
+        elif self.gemini:
+            self.wire = "gemini"
+        elif self.bedrock:
+            self.wire = "bedrock"
+        else:
+            self.wire = "openai"
         raw = self._read_body()
         try:
             body = json.loads(raw) if raw else None
@@ -236,7 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers[k] = f"{headers[k]}, {v}" if k in headers else v
         p._record({"method": self.command, "path": split.path, "query": split.query,
                    "headers": headers, "body": body, "raw": raw})
-        self.req = body if isinstance(body, dict) else {}
+        # A copy: handlers note path-borne fields (model, stream) without touching the record.
+        self.req = dict(body) if isinstance(body, dict) else {}
         self.req_headers = headers
         behaviour = p._next_behaviour()
         try:
@@ -277,6 +300,17 @@ class _Handler(BaseHTTPRequestHandler):
             if "messages" not in self.req:
                 return self._send_error(400, "Missing required parameter: 'messages'.")
             return self._respond(*self._openai_chat())
+        if self.bedrock:
+            return self._bedrock(raw)
+        if self.gemini:
+            return self._gemini(*self.gemini.groups())
+        if self.vertex_claude:
+            model, method = self.vertex_claude.groups()
+            if "model" in self.req or self.req.get("anthropic_version") != "vertex-2023-10-16":
+                return self._send_error(400, "anthropic_version: vertex-2023-10-16 is required and model must not be in the body")
+            self.req["model"] = model
+            self.req["stream"] = method == "streamRawPredict"
+            return self._respond(*self._anthropic())
         if self.route.endswith("/images/generations"):
             if not isinstance(self.req.get("prompt"), str):
                 return self._send_error(400, "Missing required parameter: 'prompt'.")
@@ -302,6 +336,12 @@ class _Handler(BaseHTTPRequestHandler):
         extra = dict([self._request_id_header()])
         if status == 429:
             extra["retry-after"] = "1"
+        if self.wire == "bedrock":
+            extra["x-amzn-ErrorType"] = _BEDROCK_ERRORS.get(status, "InternalServerException")
+            return self._send_json(status, {"message": message}, extra)
+        if self.wire == "gemini":
+            rpc = _GEMINI_STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+            return self._send_json(status, {"error": {"code": status, "message": message, "status": rpc}}, extra)
         if self.wire == "anthropic":
             etype = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
             obj = {"type": "error", "error": {"type": etype, "message": message}}
@@ -347,7 +387,9 @@ class _Handler(BaseHTTPRequestHandler):
         if b in ("cut_mid_stream", "truncate_stream"):
             events = events[:2]
         elif b == "corrupt_stream":
-            events = events[:1] + [b"data: {not json\n\n"]
+            bad = (_bedrock_event("contentBlockDelta", {"x": 1})[:-4] + b"\0\0\0\0"
+                   if self.wire == "bedrock" else b"data: {not json\n\n")
+            events = events[:1] + [bad]
         for i, ev in enumerate(events):
             if i and delay:
                 time.sleep(delay)
@@ -470,6 +512,150 @@ class _Handler(BaseHTTPRequestHandler):
         return full, events
 
 
+    # --- Gemini (AI Studio and Vertex publishers/google) --------------------
+    def _gemini(self, model: str, method: str):
+        p = self.server.provider
+        inp, out = p.usage
+        if method == "batchEmbedContents":
+            reqs = self.req.get("requests")
+            if not isinstance(reqs, list) or any(r.get("model") != f"models/{model}" for r in reqs):
+                return self._send_error(400, "* BatchEmbedContentsRequest.requests: each model must match the path")
+            return self._respond({"embeddings": [
+                {"values": _fake_embedding(" ".join(pt.get("text", "") for pt in r["content"]["parts"]))}
+                for r in reqs]})
+        unknown = set(self.req) - {"contents", "systemInstruction", "tools", "toolConfig",
+                                   "generationConfig", "safetySettings", "cachedContent", "labels"}
+        if unknown:
+            return self._send_error(400, f'Invalid JSON payload received. Unknown name "{sorted(unknown)[0]}": Cannot find field.')
+        if not self.req.get("contents"):
+            return self._send_error(400, "* GenerateContentRequest.contents: contents is not specified\n")
+        if any(c.get("role") not in ("user", "model") for c in self.req["contents"]):
+            return self._send_error(400, "Please use a valid role: user, model.")
+        decls = [d for t in self.req.get("tools") or [] for d in t.get("functionDeclarations", [])]
+        rid = uuid.uuid4().hex[:22]
+        full_usage = {"promptTokenCount": inp, "candidatesTokenCount": out, "totalTokenCount": inp + out}
+        partial_usage = {"promptTokenCount": inp, "totalTokenCount": inp}
+
+        def chunk(parts, finish=None, usage=partial_usage):
+            cand = {"content": {"parts": parts, "role": "model"}, "index": 0}
+            if finish:
+                cand["finishReason"] = finish
+            return {"candidates": [cand], "usageMetadata": usage, "modelVersion": model, "responseId": rid}
+
+        if decls:
+            call = {"functionCall": {"name": decls[0]["name"], "args": json.loads(_TOOL_ARGS)}}
+            full = chunk([call], "STOP", full_usage)
+            chunks = [chunk([call]), chunk([{"text": ""}], "STOP", full_usage)]
+        else:
+            full = chunk([{"text": p.reply_text}], "STOP", full_usage)
+            pieces = _split3(p.reply_text)
+            chunks = [chunk([{"text": t}]) for t in pieces[:-1]]
+            chunks.append(chunk([{"text": pieces[-1]}], "STOP", full_usage))
+        events = [b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks]
+        if method == "streamGenerateContent":
+            if "alt=sse" not in self.query:
+                return self._send_error(400, "this fake only streams with alt=sse")
+            self.req["stream"] = True
+        return self._respond(full, events)
+
+
+    # --- Amazon Bedrock (Converse, ConverseStream, InvokeModel embeddings) ---
+    def _bedrock(self, raw: bytes):
+        p = self.server.provider
+        inp, out = p.usage
+        model = urllib.parse.unquote(self.bedrock.group(1))
+        op = self.bedrock.group(2)
+        h = self.req_headers
+        if "authorization" not in h:
+            return self._send_json(403, {"message": "Missing Authentication Token"},
+                                   {"x-amzn-ErrorType": "MissingAuthenticationTokenException"})
+        if p.aws_secret is not None and not _verify_sigv4("POST", self.bedrock.group(0), self.query, h, raw, p.aws_secret):
+            return self._send_json(403, {"message": "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."},
+                                   {"x-amzn-ErrorType": "InvalidSignatureException"})
+        self.req["model"] = model
+        if op == "invoke":
+            if "inputText" in self.req:
+                vec = _fake_embedding(self.req["inputText"])
+                return self._respond({"embedding": vec, "inputTextTokenCount": inp})
+            return self._respond({"embeddings": [_fake_embedding(t) for t in self.req.get("texts", [])],
+                                  "id": str(uuid.uuid4()), "response_type": "embeddings_floats",
+                                  "texts": self.req.get("texts", [])})
+        msgs = self.req.get("messages")
+        if not isinstance(msgs, list) or not msgs or msgs[0].get("role") != "user":
+            return self._send_error(400, "A conversation must start with a user message. Try again with a conversation that starts with a user message.")
+        tools = ((self.req.get("toolConfig") or {}).get("tools")) or []
+        usage = {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out}
+        if tools:
+            name = tools[0]["toolSpec"]["name"]
+            content = [{"toolUse": {"toolUseId": "tooluse_1", "name": name, "input": json.loads(_TOOL_ARGS)}}]
+            stop = "tool_use"
+            evs = [("messageStart", {"role": "assistant"}),
+                   ("contentBlockStart", {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_1", "name": name}}})]
+            evs += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": piece}}})
+                    for piece in _TOOL_ARGS_PIECES]
+        else:
+            content = [{"text": p.reply_text}]
+            stop = "end_turn"
+            evs = [("messageStart", {"role": "assistant"})]
+            evs += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": t}})
+                    for t in _split3(p.reply_text)]
+        evs += [("contentBlockStop", {"contentBlockIndex": 0}),
+                ("messageStop", {"stopReason": stop}),
+                ("metadata", {"usage": usage, "metrics": {"latencyMs": 12}})]
+        full = {"output": {"message": {"role": "assistant", "content": content}},
+                "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}}
+        if op == "converse-stream":
+            self.req["stream"] = True
+        return self._respond(full, [_bedrock_event(n, o) for n, o in evs])
+
+
+def _bedrock_frame(headers, payload: bytes) -> bytes:
+    """One AWS event-stream frame: prelude (lengths + CRC), string headers, payload, CRC."""
+    h = b""
+    for name, value in headers:
+        n, v = name.encode(), value.encode()
+        h += bytes([len(n)]) + n + b"\x07" + struct.pack(">H", len(v)) + v
+    prelude = struct.pack(">II", 12 + len(h) + len(payload) + 4, len(h))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    msg = prelude + h + payload
+    return msg + struct.pack(">I", zlib.crc32(msg))
+
+
+def _bedrock_event(event_type: str, obj) -> bytes:
+    return _bedrock_frame([(":event-type", event_type), (":content-type", "application/json"),
+                           (":message-type", "event")],
+                          json.dumps(dict(obj, p="abcdefgh"), separators=(",", ":")).encode())
+
+
+def _verify_sigv4(method, raw_path, query, headers, body, secret) -> bool:
+    """Recompute an AWS SigV4 signature (service bedrock) the way AWS checks it."""
+    auth = headers["authorization"]
+    try:
+        _akid, day, region, service, _ = auth.split("Credential=")[1].split(",")[0].split("/")
+        signed = auth.split("SignedHeaders=")[1].split(",")[0]
+        sig = auth.split("Signature=")[1]
+        canon_uri = urllib.parse.quote(raw_path, safe="/~")  # the second encoding
+        canon_headers = "".join(f"{h}:{' '.join(headers[h].split())}\n" for h in signed.split(";"))
+    except (IndexError, KeyError, ValueError):
+        return False
+    creq = "\n".join([method, canon_uri, query, canon_headers, signed, hashlib.sha256(body).hexdigest()])
+    sts = "\n".join(["AWS4-HMAC-SHA256", headers.get("x-amz-date", ""), f"{day}/{region}/{service}/aws4_request",
+                     hashlib.sha256(creq.encode()).hexdigest()])
+    k = ("AWS4" + secret).encode()
+    for part in (day, region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return hmac.compare_digest(hmac.new(k, sts.encode(), hashlib.sha256).hexdigest(), sig)
+
+
+_BEDROCK_ERRORS = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
+                   408: "ModelTimeoutException", 424: "ModelErrorException", 429: "ThrottlingException",
+                   500: "InternalServerException", 503: "ServiceUnavailableException"}
+
+_GEMINI_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                  404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                  503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
 class FakeProvider:
     """A scriptable fake OpenAI/Anthropic provider on a background thread."""
 
@@ -483,6 +669,7 @@ class FakeProvider:
         self.stream_delay = 0.0  # seconds between stream events
         self.models = [f"{name}-chat", f"{name}-embed"]
         self.verbose = False  # log requests to stderr
+        self.aws_secret: str | None = None  # when set, Bedrock requests must carry a valid SigV4
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._requests: list[dict] = []

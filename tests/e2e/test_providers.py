@@ -16,39 +16,69 @@ from conftest import CLIENT_KEY, Gateway
 from fake_provider import FakeProvider
 
 SECRET = "sk-matrix-provider-SECRET"
+AKID = "AKIDMATRIXEXAMPLE"
+VERTEX = "/v1/projects/p1/locations/us-east5"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 
-# kind -> (provider config, catalog model name, provider model, expected request path)
+# kind -> (provider config, catalog model name, provider model, request path (plain, streamed))
 KINDS = {
     "openai": ('kind: openai, base_url: "{url}/v1", secret_key_ref: {{ env: MATRIX_SECRET }}',
-               "m-openai", "gpt-4o-mini", "/v1/chat/completions"),
+               "m-openai", "gpt-4o-mini", ("/v1/chat/completions",) * 2),
     "azure_openai": ('kind: azure_openai, base_url: "{url}/openai", api_version: "2024-10-21", secret_key_ref: {{ env: MATRIX_SECRET }}',
-                     "m-azure", "gpt4o-deployment", "/openai/deployments/gpt4o-deployment/chat/completions"),
+                     "m-azure", "gpt4o-deployment", ("/openai/deployments/gpt4o-deployment/chat/completions",) * 2),
     "anthropic": ('kind: anthropic, base_url: "{url}/v1", secret_key_ref: {{ env: MATRIX_SECRET }}',
-                  "m-anthropic", "claude-sonnet-4-20250514", "/v1/messages"),
+                  "m-anthropic", "claude-sonnet-4-20250514", ("/v1/messages",) * 2),
+    "gemini": ('kind: gemini, base_url: "{url}/v1beta", secret_key_ref: {{ env: MATRIX_SECRET }}',
+               "m-gemini", "gemini-2.5-flash",
+               ("/v1beta/models/gemini-2.5-flash:generateContent", "/v1beta/models/gemini-2.5-flash:streamGenerateContent")),
+    "vertex": ('kind: vertex, base_url: "{url}/v1/projects/p1/locations/us-east5", secret_key_ref: {{ env: MATRIX_SECRET }}',
+               "m-vertex", "gemini-2.5-pro",
+               (f"{VERTEX}/publishers/google/models/gemini-2.5-pro:generateContent",
+                f"{VERTEX}/publishers/google/models/gemini-2.5-pro:streamGenerateContent")),
+    "vertex_claude": ('kind: vertex, base_url: "{url}/v1/projects/p1/locations/us-east5", secret_key_ref: {{ env: MATRIX_SECRET }}',
+                      "m-vertex-claude", "claude-sonnet-4@20250514",
+                      (f"{VERTEX}/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict",
+                       f"{VERTEX}/publishers/anthropic/models/claude-sonnet-4@20250514:streamRawPredict")),
+    "bedrock": ('kind: bedrock, base_url: "{url}", region: us-east-1, access_key_id_ref: {{ env: MATRIX_AKID }}, secret_key_ref: {{ env: MATRIX_SECRET }}',
+                "m-bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                ("/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse",
+                 "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream")),
 }
 
 
 def credentials_ok(kind: str, headers: dict) -> bool:
     """The provider's own credential scheme, and no other provider's."""
+    if kind == "bedrock":
+        auth = headers.get("authorization", "")
+        return (auth.startswith(f"AWS4-HMAC-SHA256 Credential={AKID}/") and "x-amz-date" in headers
+                and not ({"api-key", "x-api-key", "x-goog-api-key"} & headers.keys()))
     want = {
         "openai": ("authorization", f"Bearer {SECRET}"),
         "azure_openai": ("api-key", SECRET),
         "anthropic": ("x-api-key", SECRET),
+        "gemini": ("x-goog-api-key", SECRET),
+        "vertex": ("authorization", f"Bearer {SECRET}"),
+        "vertex_claude": ("authorization", f"Bearer {SECRET}"),
     }[kind]
     others = {"authorization", "api-key", "x-api-key", "x-goog-api-key"} - {want[0]}
     return headers.get(want[0]) == want[1] and not (others & headers.keys())
 
 
+def provider_id(kind: str) -> str:
+    return "p-" + kind.replace("_", "-")
+
+
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
     fake = FakeProvider("multi").start()
+    fake.aws_secret = SECRET  # Bedrock requests must carry a valid SigV4 signature
     import os
     os.environ["MATRIX_SECRET"] = SECRET
-    providers_yaml = "\n".join(f"  - {{ id: p-{kind.replace('_', '-')}, {cfg.format(url=fake.url)} }}"
+    os.environ["MATRIX_AKID"] = AKID
+    providers_yaml = "\n".join(f"  - {{ id: {provider_id(kind)}, {cfg.format(url=fake.url)} }}"
                                for kind, (cfg, *_rest) in KINDS.items())
-    models_yaml = "\n".join(f"  - {{ name: {name}, provider: p-{kind.replace('_', '-')}, provider_model: {pm}, max_output_tokens: 1024 }}"
+    models_yaml = "\n".join(f'  - {{ name: {name}, provider: {provider_id(kind)}, provider_model: "{pm}", max_output_tokens: 1024 }}'
                             for kind, (_cfg, name, pm, _path) in KINDS.items())
     import hashlib
     gw = Gateway({"multi": fake}, config_text=lambda records: f"""
@@ -78,7 +108,7 @@ CASES = [(kind, stream, tools) for kind in KINDS for stream in (False, True) for
 def test_openai_sdk_reaches_every_provider_kind(matrix, kind, stream, tools):
     gw, fake = matrix
     fake.reset()
-    _cfg, name, provider_model, path = KINDS[kind]
+    _cfg, name, provider_model, paths = KINDS[kind]
     kwargs = {"model": name, "messages": [{"role": "system", "content": "Be brief."},
                                           {"role": "user", "content": "Weather in Paris?"}],
               "max_tokens": 100}
@@ -110,10 +140,10 @@ def test_openai_sdk_reaches_every_provider_kind(matrix, kind, stream, tools):
         assert (parsed.usage.prompt_tokens, parsed.usage.completion_tokens) == (11, 7)
 
     [got] = fake.requests
-    assert got["path"] == path
+    assert got["path"] == paths[stream]
     assert credentials_ok(kind, got["headers"]), got["headers"]
     assert CLIENT_KEY not in json.dumps(got["headers"])
-    assert raw.headers["x-switchyard-provider"] == f"p-{kind.replace('_', '-')}"
+    assert raw.headers["x-switchyard-provider"] == provider_id(kind)
     assert raw.headers["x-switchyard-resolved-model"] == provider_model
     rec = gw.record(raw.headers["x-switchyard-request-id"])
     assert rec["status"] == 200 and rec["outcome"] == "ok", rec
@@ -148,7 +178,41 @@ def _anthropic_body(got, model, stream, tools):
     assert b.get("stream", False) == stream
 
 
-REQUEST_CHECKS = {"openai": _openai_body, "azure_openai": _azure_body, "anthropic": _anthropic_body}
+def _gemini_body(got, model, stream, tools):
+    b = got["body"]
+    assert got["query"] == ("alt=sse" if stream else "")
+    assert "model" not in b and "stream" not in b
+    assert b["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert b["contents"] == [{"role": "user", "parts": [{"text": "Weather in Paris?"}]}]
+    assert b["generationConfig"]["maxOutputTokens"] == 100
+    if tools:
+        assert b["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
+
+
+def _vertex_claude_body(got, model, stream, tools):
+    b = got["body"]
+    assert "model" not in b and b["anthropic_version"] == "vertex-2023-10-16"
+    assert "anthropic-version" not in got["headers"]
+    assert b["system"] == "Be brief." and b["max_tokens"] == 100
+    assert b["messages"] == [{"role": "user", "content": "Weather in Paris?"}]
+    if tools:
+        assert b["tools"][0]["name"] == "get_weather"
+
+
+def _bedrock_body(got, model, stream, tools):
+    b = got["body"]
+    assert "model" not in b
+    assert b["system"] == [{"text": "Be brief."}]
+    assert b["messages"] == [{"role": "user", "content": [{"text": "Weather in Paris?"}]}]
+    assert b["inferenceConfig"]["maxTokens"] == 100
+    assert got["headers"]["x-amz-content-sha256"] == __import__("hashlib").sha256(got["raw"]).hexdigest()
+    if tools:
+        assert b["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"
+
+
+REQUEST_CHECKS = {"openai": _openai_body, "azure_openai": _azure_body, "anthropic": _anthropic_body,
+                  "gemini": _gemini_body, "vertex": _gemini_body, "vertex_claude": _vertex_claude_body,
+                  "bedrock": _bedrock_body}
 
 
 def test_azure_error_keeps_the_provider_message(matrix):

@@ -1,0 +1,8 @@
+-- Create a key record unless the id is taken. KEYS: 1 key hash, 2 set of ids.
+-- ARGV: 1 id, then field/value pairs. Returns 1 when created, 0 when the id exists.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1

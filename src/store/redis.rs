@@ -1,0 +1,573 @@
+//! The Redis backend: one multiplexed `ConnectionManager` (reconnects in the background) for
+//! every call, plus a separate connection for blocking stream reads so an `XREAD BLOCK` never
+//! stalls the hot path queued behind it. Every call is bounded by a timeout. Keys (prefix `p`):
+//!
+//! - `p key:<hex>` hash: name, hash, created_ms, revoked, limits, allowed_models, routing_yaml;
+//!   `p keys` set of ids; `p ks:<key id>` hash: requests, tokens, spend_nanos, last_used_ms
+//! - `p w:<key id>` window hash (see reserve.lua); `p sd:<key id>:<yyyymmdd>`,
+//!   `p sm:<key id>:<yyyymm>` spend; `p done:<reservation id>` true-up markers
+//! - `p u:<key|model|provider>:<hour>` usage hash: `<name>|r|i|o|c|e`
+//! - `p logs` the request-log stream, one field `r` holding the JSON record
+//!
+//! Not for Redis Cluster: the scripts touch keys of several hash slots.
+
+use super::memory::FOLLOW_COUNT;
+use super::*;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use ::redis::{AsyncConnectionConfig, Client, RedisResult, Script, cmd, pipe};
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::RangeInclusive;
+use std::sync::Mutex;
+
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    client: Client,
+    /// An idle connection for blocking reads; taken while in use, so followers never share one.
+    follow: Mutex<Option<MultiplexedConnection>>,
+    opts: StoreOptions,
+    reserve: Script,
+    true_up: Script,
+    create_key: Script,
+    revoke: Script,
+}
+
+type Fields = HashMap<String, String>;
+/// XRANGE-style entries: (id, [field, value, …]).
+type Entries = Vec<(String, Vec<Vec<u8>>)>;
+
+const PAGE: usize = 500;
+
+async fn timed<T>(
+    op: &'static str,
+    limit: Duration,
+    f: impl Future<Output = RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(StoreError::Backend {
+            op,
+            msg: e.to_string(),
+        }),
+        Err(_) => Err(StoreError::Timeout {
+            op,
+            ms: limit.as_millis() as u64,
+        }),
+    }
+}
+
+fn num(h: &Fields, f: &str) -> u64 {
+    h.get(f).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn float(h: &Fields, f: &str) -> f64 {
+    h.get(f).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+fn limits_of(h: &Fields) -> Limits {
+    Limits {
+        total_tokens_per_hour: num(h, "lim_total"),
+        input_tokens_per_hour: num(h, "lim_in"),
+        output_tokens_per_hour: num(h, "lim_out"),
+        daily_usd: float(h, "lim_daily_usd"),
+        monthly_usd: float(h, "lim_monthly_usd"),
+    }
+}
+
+fn key_info(hex: &str, h: &Fields) -> KeyInfo {
+    KeyInfo {
+        id: public_id(hex),
+        name: h.get("name").cloned().unwrap_or_default(),
+        created_ms: num(h, "created_ms"),
+        limits: limits_of(h),
+        allowed_models: h
+            .get("allowed_models")
+            .and_then(|j| serde_json::from_str(j).ok()),
+        routing_yaml: h.get("routing_yaml").cloned(),
+    }
+}
+
+/// The JSON record of a stream entry (field `r`); unparsable entries are skipped.
+fn record(fields: &[Vec<u8>]) -> Option<serde_json::Value> {
+    fields
+        .chunks(2)
+        .find(|kv| kv[0] == b"r")
+        .and_then(|kv| kv.get(1))
+        .and_then(|j| serde_json::from_slice(j).ok())
+}
+
+impl RedisStore {
+    pub(super) async fn connect(url: &str, opts: StoreOptions) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url).map_err(|e| StoreError::Backend {
+            op: "connect",
+            msg: e.to_string(),
+        })?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            // A backstop only: each call has its own, usually shorter, timeout.
+            .set_response_timeout(Some(opts.admin_timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(opts.connect_timeout);
+        let conn = timed(
+            "connect",
+            opts.connect_timeout,
+            ConnectionManager::new_with_config(client.clone(), cfg),
+        )
+        .await?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                client,
+                follow: Mutex::new(None),
+                opts,
+                reserve: Script::new(include_str!("lua/reserve.lua")),
+                true_up: Script::new(include_str!("lua/true_up.lua")),
+                create_key: Script::new(include_str!("lua/create_key.lua")),
+                revoke: Script::new(include_str!("lua/revoke.lua")),
+            }),
+        })
+    }
+
+    pub(super) fn opts(&self) -> &StoreOptions {
+        &self.inner.opts
+    }
+
+    fn k(&self, rest: &str) -> String {
+        format!("{}{rest}", self.inner.opts.prefix)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    fn hot(&self) -> Duration {
+        self.inner.opts.op_timeout
+    }
+
+    fn admin(&self) -> Duration {
+        self.inner.opts.admin_timeout
+    }
+
+    pub(super) async fn create_key(&self, new: NewKey) -> Result<(KeyInfo, String), StoreError> {
+        let created_ms = now_ms();
+        let l = &new.limits;
+        let mut fields: Vec<(&str, String)> = vec![
+            ("name", new.name.clone()),
+            ("created_ms", created_ms.to_string()),
+            ("revoked", "0".into()),
+            ("lim_total", l.total_tokens_per_hour.to_string()),
+            ("lim_in", l.input_tokens_per_hour.to_string()),
+            ("lim_out", l.output_tokens_per_hour.to_string()),
+            ("lim_daily_usd", l.daily_usd.to_string()),
+            ("lim_monthly_usd", l.monthly_usd.to_string()),
+        ];
+        if let Some(m) = &new.allowed_models {
+            let json = serde_json::to_string(m).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            fields.push(("allowed_models", json));
+        }
+        if let Some(r) = &new.routing_yaml {
+            fields.push(("routing_yaml", r.clone()));
+        }
+        // 48-bit random ids: a collision is rare, and the script refuses to overwrite one.
+        for _ in 0..5 {
+            let (hex, key) = mint_key();
+            let mut inv = self.inner.create_key.key(self.k(&format!("key:{hex}")));
+            inv.key(self.k("keys")).arg(&hex);
+            inv.arg("hash").arg(stored_hash(&key));
+            for (f, v) in &fields {
+                inv.arg(*f).arg(v);
+            }
+            let mut conn = self.conn();
+            let created: i64 =
+                timed("create_key", self.admin(), inv.invoke_async(&mut conn)).await?;
+            if created == 1 {
+                let info = KeyInfo {
+                    id: public_id(&hex),
+                    name: new.name,
+                    created_ms,
+                    limits: new.limits,
+                    allowed_models: new.allowed_models,
+                    routing_yaml: new.routing_yaml,
+                };
+                return Ok((info, key));
+            }
+        }
+        Err(StoreError::Invalid(
+            "could not allocate a free key id".into(),
+        ))
+    }
+
+    pub(super) async fn lookup(
+        &self,
+        hex: &str,
+        hash: &str,
+    ) -> Result<Option<KeyInfo>, StoreError> {
+        let mut conn = self.conn();
+        let h: Fields = timed(
+            "lookup",
+            self.hot(),
+            cmd("HGETALL")
+                .arg(self.k(&format!("key:{hex}")))
+                .query_async(&mut conn),
+        )
+        .await?;
+        let valid = h.get("revoked").is_some_and(|r| r == "0")
+            && h.get("hash")
+                .is_some_and(|s| ct_eq(s.as_bytes(), hash.as_bytes()));
+        Ok(valid.then(|| key_info(hex, &h)))
+    }
+
+    pub(super) async fn list_keys(&self) -> Result<Vec<KeyStats>, StoreError> {
+        let mut conn = self.conn();
+        let ids: Vec<String> = timed(
+            "list_keys",
+            self.admin(),
+            cmd("SMEMBERS").arg(self.k("keys")).query_async(&mut conn),
+        )
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = pipe();
+        for hex in &ids {
+            p.cmd("HGETALL").arg(self.k(&format!("key:{hex}")));
+            p.cmd("HGETALL")
+                .arg(self.k(&format!("ks:{}", public_id(hex))));
+        }
+        let maps: Vec<Fields> = timed("list_keys", self.admin(), p.query_async(&mut conn)).await?;
+        let mut out: Vec<KeyStats> = ids
+            .iter()
+            .zip(maps.chunks(2))
+            .filter_map(|(hex, m)| {
+                let [k, s] = m else { return None };
+                if k.is_empty() {
+                    return None;
+                }
+                let info = key_info(hex, k);
+                Some(KeyStats {
+                    id: info.id,
+                    name: info.name,
+                    created_ms: info.created_ms,
+                    last_used_ms: s.get("last_used_ms").and_then(|v| v.parse().ok()),
+                    requests: num(s, "requests"),
+                    input_tokens: num(s, "input_tokens"),
+                    output_tokens: num(s, "output_tokens"),
+                    spend_usd: s
+                        .get("spend_nanos")
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .unwrap_or(0) as f64
+                        / NANOS_PER_USD,
+                    revoked: k.get("revoked").is_some_and(|r| r != "0"),
+                    limits: info.limits,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(out)
+    }
+
+    pub(super) async fn revoke(&self, hex: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let inv = self.inner.revoke.key(self.k(&format!("key:{hex}")));
+        let n: i64 = timed("revoke", self.admin(), inv.invoke_async(&mut conn)).await?;
+        Ok(n == 1)
+    }
+
+    pub(super) async fn reserve(
+        &self,
+        res: &Reservation,
+        limits: &Limits,
+        p: &Period,
+    ) -> Result<Option<RawDenial>, StoreError> {
+        let (est, now, key) = (&res.estimate, res.at_ms, &res.key_id);
+        let mut inv = self.inner.reserve.key(self.k(&format!("w:{key}")));
+        inv.key(self.k(&format!("sd:{key}:{}", p.day)))
+            .key(self.k(&format!("sm:{key}:{}", p.month)))
+            .arg(now)
+            .arg(est.input)
+            .arg(est.output)
+            .arg(nanos(est.cost_usd).max(0))
+            .arg(limits.total_tokens_per_hour)
+            .arg(limits.input_tokens_per_hour)
+            .arg(limits.output_tokens_per_hour)
+            .arg(nanos(limits.daily_usd))
+            .arg(nanos(limits.monthly_usd))
+            .arg(p.day_end_ms)
+            .arg(p.month_end_ms)
+            .arg(WINDOW_MS + 2 * BUCKET_MS)
+            .arg(p.day_end_ms.saturating_sub(now) + HOUR_MS)
+            .arg(p.month_end_ms.saturating_sub(now) + HOUR_MS);
+        let mut conn = self.conn();
+        let r: Vec<i64> = timed("reserve", self.hot(), inv.invoke_async(&mut conn)).await?;
+        match r.as_slice() {
+            [1] => Ok(None),
+            &[0, kind, retry, used, limit, never] => Ok(Some(RawDenial {
+                kind: LimitKind::from_code(kind)
+                    .ok_or_else(|| StoreError::Invalid(format!("limit code {kind}")))?,
+                retry_ms: retry.max(0) as u64,
+                used: used.max(0) as u64,
+                limit: limit.max(0) as u64,
+                never: never == 1,
+            })),
+            other => Err(StoreError::Invalid(format!(
+                "reserve script returned {other:?}"
+            ))),
+        }
+    }
+
+    pub(super) async fn true_up(
+        &self,
+        res: &Reservation,
+        a: &Actual,
+        p: &Period,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let (est, key) = (&res.estimate, &res.key_id);
+        let hour = now / HOUR_MS;
+        let cost = nanos(a.cost_usd).max(0);
+        let mut inv = self.inner.true_up.key(self.k(&format!("done:{}", res.id)));
+        inv.key(self.k(&format!("w:{key}")))
+            .key(self.k(&format!("sd:{key}:{}", p.day)))
+            .key(self.k(&format!("sm:{key}:{}", p.month)))
+            .key(self.k(&format!("ks:{key}")))
+            .key(self.k(&format!("u:key:{hour}")))
+            .key(self.k(&format!("u:model:{hour}")))
+            .key(self.k(&format!("u:provider:{hour}")))
+            .arg(DONE_TTL_MS)
+            .arg(res.at_ms / BUCKET_MS)
+            .arg(a.input as i64 - est.input as i64)
+            .arg(a.output as i64 - est.output as i64)
+            .arg(cost - nanos(est.cost_usd).max(0))
+            .arg(a.input)
+            .arg(a.output)
+            .arg(cost)
+            .arg(u8::from(a.error))
+            .arg(now)
+            .arg(self.inner.opts.usage_retention.as_millis() as u64)
+            .arg(key)
+            .arg(&a.model)
+            .arg(&a.provider);
+        let mut conn = self.conn();
+        let n: i64 = timed("true_up", self.hot(), inv.invoke_async(&mut conn)).await?;
+        Ok(n == 1)
+    }
+
+    pub(super) async fn window_usage(
+        &self,
+        key_id: &str,
+        now: u64,
+    ) -> Result<WindowUsage, StoreError> {
+        let mut conn = self.conn();
+        let h: Fields = timed(
+            "window_usage",
+            self.hot(),
+            cmd("HGETALL")
+                .arg(self.k(&format!("w:{key_id}")))
+                .query_async(&mut conn),
+        )
+        .await?;
+        let oldest = (now / BUCKET_MS).saturating_sub(WINDOW_BUCKETS);
+        let mut u = WindowUsage::default();
+        for (f, v) in &h {
+            let Some((minute, kind)) = f.split_once(':') else {
+                continue;
+            };
+            if minute.parse::<u64>().is_ok_and(|m| m >= oldest) {
+                let v: u64 = v.parse().unwrap_or(0);
+                match kind {
+                    "i" => u.input += v,
+                    _ => u.output += v,
+                }
+            }
+        }
+        Ok(u)
+    }
+
+    pub(super) async fn usage(
+        &self,
+        by: UsageBy,
+        hours: RangeInclusive<u64>,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let mut p = pipe();
+        for h in hours {
+            p.cmd("HGETALL")
+                .arg(self.k(&format!("u:{}:{h}", by.as_str())));
+        }
+        let mut conn = self.conn();
+        let maps: Vec<Fields> = timed("usage", self.admin(), p.query_async(&mut conn)).await?;
+        let mut sum: HashMap<String, UsageCounters> = HashMap::new();
+        for (f, v) in maps.iter().flatten() {
+            // Names may contain '|': the counter letter is after the last one.
+            let Some((name, c)) = f.rsplit_once('|') else {
+                continue;
+            };
+            let n: i64 = v.parse().unwrap_or(0);
+            let e = sum.entry(name.to_string()).or_default();
+            match c {
+                "r" => e.requests += n.max(0) as u64,
+                "i" => e.input += n.max(0) as u64,
+                "o" => e.output += n.max(0) as u64,
+                "c" => e.cost_nanos += n,
+                "e" => e.errors += n.max(0) as u64,
+                _ => {}
+            }
+        }
+        Ok(usage_rows(sum))
+    }
+
+    pub(super) async fn append_logs(&self, batch: &[Vec<u8>]) -> Result<(), StoreError> {
+        let key = self.k("logs");
+        let o = &self.inner.opts;
+        let mut p = pipe();
+        for json in batch {
+            p.cmd("XADD")
+                .arg(&key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(o.log_max_len.max(1))
+                .arg("*")
+                .arg("r")
+                .arg(json.as_slice())
+                .ignore();
+        }
+        // XADD takes one trim strategy; the age cap is a second, approximate trim.
+        let min_id = now_ms().saturating_sub(o.log_max_age.as_millis() as u64);
+        p.cmd("XTRIM")
+            .arg(&key)
+            .arg("MINID")
+            .arg("~")
+            .arg(min_id)
+            .ignore();
+        let mut conn = self.conn();
+        timed("append_log", self.admin(), p.query_async::<()>(&mut conn)).await
+    }
+
+    pub(super) async fn read_logs(
+        &self,
+        f: &LogFilter,
+        limit: usize,
+    ) -> Result<LogPage, StoreError> {
+        let key = self.k("logs");
+        let start = f.since_ms.map_or("-".to_string(), |s| s.to_string());
+        let mut conn = self.conn();
+        // The cursor (newest entry) and the first page in one transaction, so nothing appended
+        // between them is missed by both this read and a follow from the cursor.
+        let (newest, mut page): (Entries, Entries) = timed(
+            "read_logs",
+            self.admin(),
+            pipe()
+                .atomic()
+                .cmd("XREVRANGE")
+                .arg(&key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("XREVRANGE")
+                .arg(&key)
+                .arg("+")
+                .arg(&start)
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut conn),
+        )
+        .await?;
+        let cursor = newest
+            .first()
+            .map_or(LOG_START.to_string(), |(id, _)| id.clone());
+        let mut records = Vec::new();
+        // Newest first, page by page, until enough match or the range is exhausted.
+        loop {
+            for (_, fields) in &page {
+                if records.len() >= limit {
+                    break;
+                }
+                if let Some(v) = record(fields).filter(|v| f.matches(v)) {
+                    records.push(v);
+                }
+            }
+            let Some((last, _)) = page.last() else { break };
+            if records.len() >= limit || page.len() < PAGE {
+                break;
+            }
+            let end = format!("({last}");
+            page = timed(
+                "read_logs",
+                self.admin(),
+                cmd("XREVRANGE")
+                    .arg(&key)
+                    .arg(&end)
+                    .arg(&start)
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        }
+        records.reverse();
+        Ok(LogPage { records, cursor })
+    }
+
+    pub(super) async fn follow_logs(
+        &self,
+        f: &LogFilter,
+        cursor: &str,
+        block: Duration,
+    ) -> Result<LogPage, StoreError> {
+        let idle = self.inner.follow.lock().ok().and_then(|mut c| c.take());
+        let mut conn = match idle {
+            Some(c) => c,
+            None => {
+                let cfg = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.inner.opts.connect_timeout))
+                    .set_response_timeout(None);
+                timed(
+                    "follow_logs",
+                    self.inner.opts.connect_timeout,
+                    self.inner
+                        .client
+                        .get_multiplexed_async_connection_with_config(&cfg),
+                )
+                .await?
+            }
+        };
+        let mut c = cmd("XREAD");
+        c.arg("COUNT").arg(FOLLOW_COUNT);
+        // BLOCK 0 would wait forever; no wait asked means no BLOCK at all.
+        if !block.is_zero() {
+            c.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        c.arg("STREAMS").arg(self.k("logs")).arg(cursor);
+        type Reply = Option<Vec<(String, Entries)>>;
+        // On error or timeout the connection is dropped, not returned: a late reply would
+        // otherwise be waiting on it.
+        let reply: Reply = timed(
+            "follow_logs",
+            block + self.admin(),
+            c.query_async(&mut conn),
+        )
+        .await?;
+        if let Ok(mut slot) = self.inner.follow.lock() {
+            slot.get_or_insert(conn);
+        }
+        let entries: Entries = reply.into_iter().flatten().flat_map(|(_, e)| e).collect();
+        let next = entries
+            .last()
+            .map_or(cursor.to_string(), |(id, _)| id.clone());
+        let records = entries
+            .iter()
+            .filter_map(|(_, fields)| record(fields))
+            .filter(|v| f.matches(v))
+            .collect();
+        Ok(LogPage {
+            records,
+            cursor: next,
+        })
+    }
+}
