@@ -46,11 +46,7 @@ impl Rejection {
     pub fn body_in(&self, dialect: Dialect) -> Vec<u8> {
         match dialect {
             Dialect::OpenAi => self.body(),
-            Dialect::Anthropic => serde_json::to_vec(&serde_json::json!({
-                "type": "error",
-                "error": { "type": anthropic_type(self.status), "message": self.message }
-            }))
-            .unwrap_or_default(),
+            Dialect::Anthropic => crate::translate::inbound_anthropic::rejection_body(self),
         }
     }
 
@@ -116,22 +112,6 @@ pub enum Dialect {
     #[default]
     OpenAi,
     Anthropic,
-}
-
-/// Anthropic's documented error types by HTTP status.
-pub fn anthropic_type(status: u16) -> &'static str {
-    match status {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 => "overloaded_error",
-        400..=499 => "invalid_request_error",
-        _ => "api_error",
-    }
 }
 
 impl From<&RouteError> for Rejection {

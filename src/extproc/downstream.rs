@@ -13,9 +13,9 @@ use super::{
 };
 use crate::auth::{KeyHash, presented_key};
 use crate::envoy::{CLUSTER_HEADER, chain_cluster};
-use crate::errors::Rejection;
+use crate::errors::{Dialect, Rejection};
 use crate::routing::{RequestAttrs, plan};
-use crate::translate::Inbound;
+use crate::translate::{Inbound, inbound_anthropic};
 use envoy_types::pb::envoy::service::ext_proc::v3 as pb;
 use pb::processing_request::Request as Msg;
 use std::sync::Arc;
@@ -53,9 +53,11 @@ impl DownstreamExchange {
         let mut m = Mutation::default();
         m.set("content-type", "application/json");
         m.set(RESPONSE_REQUEST_ID, state.id.clone());
-        let body = r.body();
+        let mut inner = state.lock();
+        let body = r.body_in(inner.dialect);
         let status = r.status;
-        state.lock().rejection = Some(r);
+        inner.rejection = Some(r);
+        drop(inner);
         vec![immediate(status, body, m)]
     }
 
@@ -73,6 +75,11 @@ impl DownstreamExchange {
         state.lock().endpoint = path.to_string();
         let inbound = match path {
             "/v1/chat/completions" | "/chat/completions" => Some(Inbound::ChatCompletions),
+            // Anthropic Messages: answered in Anthropic's shapes, routed like a chat.
+            "/v1/messages" | "/messages" => {
+                state.lock().dialect = Dialect::Anthropic;
+                Some(Inbound::ChatCompletions)
+            }
             "/v1/embeddings" | "/embeddings" => Some(Inbound::Embeddings),
             "/v1/images/generations" | "/images/generations" => Some(Inbound::Images),
             "/v1/models" | "/models" => None,
@@ -123,7 +130,8 @@ impl DownstreamExchange {
         }
 
         let Some(_) = inbound else {
-            return self.list_models(&state, &snap, &principal);
+            let anthropic = header(h, "anthropic-version").is_some();
+            return self.list_models(&state, &snap, &principal, anthropic);
         };
         if let Some(len) = header(h, "content-length").and_then(|v| v.parse::<u64>().ok())
             && len > snap.limits.max_body_bytes
@@ -156,21 +164,33 @@ impl DownstreamExchange {
         state: &RequestState,
         snap: &crate::config::Snapshot,
         key: &crate::auth::Principal,
+        anthropic: bool,
     ) -> Replies {
-        let mut data = Vec::new();
+        let mut names: Vec<(&String, &str)> = Vec::new();
         for name in &snap.model_order {
             let m = &snap.models[name];
             if m.enabled && key.may_use(name) {
-                data.push(serde_json::json!({ "id": name, "object": "model", "created": 0, "owned_by": snap.providers[m.provider].id }));
+                names.push((name, &snap.providers[m.provider].id));
             }
         }
         let mut groups: Vec<&String> = snap.groups.keys().filter(|g| key.may_use(g)).collect();
         groups.sort();
-        for g in groups {
-            data.push(serde_json::json!({ "id": g, "object": "model", "created": 0, "owned_by": "switchyard" }));
-        }
-        let body = serde_json::to_vec(&serde_json::json!({ "object": "list", "data": data }))
-            .unwrap_or_default();
+        names.extend(groups.into_iter().map(|g| (g, "switchyard")));
+        // The Anthropic SDK (it sends `anthropic-version`) reads Anthropic's list shape.
+        let list = if anthropic {
+            let data: Vec<serde_json::Value> = names
+                .iter()
+                .map(|(id, _)| serde_json::json!({ "type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z" }))
+                .collect();
+            serde_json::json!({ "data": data, "has_more": false, "first_id": names.first().map(|n| n.0), "last_id": names.last().map(|n| n.0) })
+        } else {
+            let data: Vec<serde_json::Value> = names
+                .iter()
+                .map(|(id, owner)| serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": owner }))
+                .collect();
+            serde_json::json!({ "object": "list", "data": data })
+        };
+        let body = serde_json::to_vec(&list).unwrap_or_default();
         let mut m = Mutation::default();
         m.set("content-type", "application/json");
         m.set(RESPONSE_REQUEST_ID, state.id.clone());
@@ -202,6 +222,20 @@ impl DownstreamExchange {
                 Rejection::malformed("The request body must be a JSON object"),
             );
         }
+        // An Anthropic Messages body is routed in its OpenAI form; the original is kept for
+        // Anthropic providers.
+        let mut original = None;
+        let body = if state.lock().dialect == Dialect::Anthropic {
+            match inbound_anthropic::to_openai(&body) {
+                Ok(openai) => {
+                    original = Some(Arc::new(body));
+                    openai
+                }
+                Err(e) => return self.reject(&state, Rejection::from(&e)),
+            }
+        } else {
+            body
+        };
         let model = match body.get("model") {
             Some(serde_json::Value::String(m)) if !m.is_empty() => m.clone(),
             Some(_) => {
@@ -300,6 +334,7 @@ impl DownstreamExchange {
                 inner.images = Some(crate::translate::images::ImageOrder::of(&body));
             }
             inner.body = Some(Arc::new(body));
+            inner.original_body = original;
         }
         vec![request_body_reply(m, None, true)]
     }

@@ -52,6 +52,11 @@ pub struct Inner {
     pub tags: Vec<String>,
     /// An image generation request's order, priced per image when it succeeds.
     pub images: Option<crate::translate::images::ImageOrder>,
+    /// The API the client speaks (errors and responses answer in it).
+    pub dialect: crate::errors::Dialect,
+    /// An Anthropic-dialect client's body as sent; `body` holds its OpenAI form. Anthropic
+    /// providers get this one (nothing lost in translation).
+    pub original_body: Option<Arc<serde_json::Value>>,
 }
 
 pub struct RequestState {

@@ -15,8 +15,11 @@ use super::{
     request_headers_reply, response_body_reply, response_headers_reply, unix_now,
 };
 use crate::envoy::{HOST_METADATA_ATTR, METADATA_NS};
-use crate::errors::Rejection;
-use crate::translate::{self, Inbound, RequestOptions, StreamOutcome, StreamTranslator, Wire};
+use crate::errors::{Dialect, Rejection};
+use crate::translate::{
+    self, Inbound, RequestOptions, StreamOutcome, StreamTranslator, TranslateError, Wire,
+    inbound_anthropic,
+};
 use envoy_types::pb::envoy::service::ext_proc::v3 as pb;
 use pb::processing_request::Request as Msg;
 use std::sync::Arc;
@@ -42,6 +45,9 @@ pub struct UpstreamExchange {
     attempt: usize,
     wire: Wire,
     inbound: Inbound,
+    dialect: Dialect,
+    /// The model this attempt asks for (Anthropic-dialect responses name it).
+    model: String,
     mode: Mode,
     /// Response headers not yet released, with the number of body chunks queued behind them.
     held_headers: Option<Mutation>,
@@ -63,6 +69,8 @@ impl UpstreamExchange {
             attempt: 0,
             wire: Wire::OpenAi,
             inbound: Inbound::ChatCompletions,
+            dialect: Dialect::OpenAi,
+            model: String::new(),
             mode: Mode::Pass,
             held_headers: None,
             held_chunks: 0,
@@ -90,7 +98,7 @@ impl UpstreamExchange {
             }
             inner.rejection = Some(r.clone());
         }
-        vec![immediate(r.status, r.body(), m)]
+        vec![immediate(r.status, r.body_in(self.dialect), m)]
     }
 
     fn on_request_headers(
@@ -127,6 +135,8 @@ impl UpstreamExchange {
             .kind
             .wire(&target.provider_model);
         self.inbound = inner.inbound.unwrap_or(Inbound::ChatCompletions);
+        self.dialect = inner.dialect;
+        self.model = target.provider_model.clone();
         let attempt = AttemptState {
             position,
             provider: snap.providers[target.provider].id.clone(),
@@ -165,7 +175,13 @@ impl UpstreamExchange {
                 .max_output_tokens
                 .unwrap_or(provider.default_max_tokens),
         };
-        let translated = translate::request(self.inbound, self.wire, body, &opts);
+        let translated = match (&inner.original_body, self.wire) {
+            // Anthropic client, Anthropic provider: the body as sent, model swapped.
+            (Some(original), Wire::Anthropic) => {
+                inbound_anthropic::passthrough_request(original, &opts)
+            }
+            _ => translate::request(self.inbound, self.wire, body, &opts),
+        };
         let mut up = match translated {
             Ok(u) => u,
             Err(e) => {
@@ -226,12 +242,19 @@ impl UpstreamExchange {
                 // Bedrock's ConverseStream: binary AWS event-stream frames.
                 || content_type.starts_with("application/vnd.amazon.eventstream"))
         {
-            self.mode = Mode::Stream(translate::stream(
-                self.inbound,
-                self.wire,
-                wants_usage,
-                unix_now(),
-            ));
+            let translator: Box<dyn StreamTranslator + Send> = match (self.dialect, self.wire) {
+                (Dialect::OpenAi, _) => {
+                    translate::stream(self.inbound, self.wire, wants_usage, unix_now())
+                }
+                (Dialect::Anthropic, Wire::Anthropic) => {
+                    Box::new(inbound_anthropic::AnthropicPassthroughStream::new())
+                }
+                (Dialect::Anthropic, _) => Box::new(inbound_anthropic::AnthropicOut::new(
+                    translate::stream(self.inbound, self.wire, true, unix_now()),
+                    &self.model,
+                )),
+            };
+            self.mode = Mode::Stream(translator);
             m.set("content-type", "text/event-stream");
         } else {
             self.mode = Mode::Whole;
@@ -350,9 +373,9 @@ impl UpstreamExchange {
             Mode::FinalError(status) => {
                 let e = translate::provider_error(self.wire, status, &body);
                 inner.attempts[self.attempt].error = Some(e.message.clone());
-                final_error(status, attempts, &e.message).body()
+                final_error(status, attempts, &e.message).body_in(self.dialect)
             }
-            _ => match translate::response(self.inbound, self.wire, &body, unix_now()) {
+            _ => match self.translate_whole(&body) {
                 Ok((out, usage)) => {
                     inner.usage = usage;
                     inner.first_token.get_or_insert_with(Instant::now);
@@ -363,9 +386,23 @@ impl UpstreamExchange {
                     let r = Rejection::from(&e);
                     inner.attempts[self.attempt].error = Some(r.message.clone());
                     self.mode = Mode::FinalError(502);
-                    r.body()
+                    r.body_in(self.dialect)
                 }
             },
+        }
+    }
+}
+
+impl UpstreamExchange {
+    /// A whole 2xx provider body in the client's dialect, with its usage.
+    fn translate_whole(&self, body: &[u8]) -> Result<(Vec<u8>, translate::Usage), TranslateError> {
+        match (self.dialect, self.wire) {
+            (Dialect::OpenAi, _) => translate::response(self.inbound, self.wire, body, unix_now()),
+            (Dialect::Anthropic, Wire::Anthropic) => inbound_anthropic::passthrough_response(body),
+            (Dialect::Anthropic, _) => {
+                let (openai, _) = translate::response(self.inbound, self.wire, body, unix_now())?;
+                inbound_anthropic::from_openai_response(&openai, &self.model)
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod gemini;
 pub mod images;
+pub mod inbound_anthropic;
 pub mod openai;
 pub mod sse;
 
