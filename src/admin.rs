@@ -1,24 +1,48 @@
-//! Admin HTTP on the admin port: health, readiness and recent request records.
+//! Admin HTTP on the admin port: health, readiness, status, recent request records, and the
+//! store's admin API (dynamic keys, usage, request logs) behind an admin token.
+//!
+//! Store endpoints (JSON; `Authorization: Bearer $SWITCHYARD_ADMIN_TOKEN`):
+//! - `POST /admin/keys` `{name, rate_limit?: {total_tokens_per_hour, input_tokens_per_hour,
+//!   output_tokens_per_hour, daily_usd, monthly_usd}, allowed_models?}` → the key, shown once;
+//! - `GET /admin/keys` → name, created, last used, requests, tokens, spend (never the key);
+//! - `DELETE /admin/keys/{id}` → revoked on the next request on every replica;
+//! - `GET /admin/usage?by=key|model|provider&since_hours=24`;
+//! - `GET /admin/logs?key=&model=&provider=&status=&since_ms=&limit=` and `&follow=CURSOR`.
 
 use crate::extproc::Shared;
+use crate::store::{LogFilter, NewKey, UsageBy};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response, body::Incoming, service::service_fn};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The environment variable holding the admin token (server and CLI).
+pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
 
 pub async fn spawn(addr: &str, shared: Arc<Shared>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    let token: Arc<Option<String>> = Arc::new(
+        std::env::var(ADMIN_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty()),
+    );
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let shared = shared.clone();
+            let (shared, token) = (shared.clone(), token.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, req)) }
+                    let (shared, token) = (shared.clone(), token.clone());
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            handle(&shared, token.as_deref(), req).await,
+                        )
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -29,40 +53,219 @@ pub async fn spawn(addr: &str, shared: Arc<Shared>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let json = |status: u16, v: serde_json::Value| {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(v.to_string())))
-            .unwrap_or_default()
+fn json_response(status: u16, v: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(v.to_string())))
+        .unwrap_or_default()
+}
+
+fn error(status: u16, kind: &str, message: impl Into<String>) -> Response<Full<Bytes>> {
+    let message: String = message.into();
+    json_response(
+        status,
+        json!({ "error": { "message": message, "type": kind, "code": null, "param": null } }),
+    )
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+/// Constant-time comparison of the presented admin token; `Some(answer)` refuses.
+fn refusal(token: Option<&str>, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    let Some(expected) = token else {
+        return Some(error(
+            403,
+            "permission_error",
+            format!("the admin API is disabled: start the processor with {ADMIN_TOKEN_ENV} set"),
+        ));
     };
-    match req.uri().path() {
-        "/healthz" | "/readyz" => json(200, serde_json::json!({ "status": "ok" })),
-        "/admin/records" => {
-            let limit = req
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
+    let presented = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = presented.len() == expected.len()
+        && presented
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    (!same).then(|| error(401, "authentication_error", "invalid admin token"))
+}
+
+async fn handle(
+    shared: &Shared,
+    token: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let query = query.as_deref();
+    match (req.method(), path.as_str()) {
+        (_, "/healthz" | "/readyz") => json_response(200, json!({ "status": "ok" })),
+        (_, "/admin/records") => {
+            let limit = query_param(query, "limit")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(100);
-            json(
+            json_response(
                 200,
-                serde_json::json!({ "records": shared.sink.recent(limit), "dropped": shared.sink.dropped() }),
+                json!({ "records": shared.sink.recent(limit), "dropped": shared.sink.dropped() }),
             )
         }
-        "/admin/status" => json(
+        (_, "/admin/status") => json_response(
             200,
-            serde_json::json!({
+            json!({
                 "ext_proc_streams": shared.streams.load(std::sync::atomic::Ordering::Relaxed),
                 "in_flight": shared.registry.len(),
                 "records_dropped": shared.sink.dropped(),
                 "cooling_backends": shared.health.cooling(std::time::Instant::now()),
+                "store": if matches!(shared.store, crate::store::Store::Redis(_)) { "redis" } else { "memory" },
             }),
         ),
-        _ => json(
-            404,
-            serde_json::json!({ "error": { "message": "not found", "type": "invalid_request_error", "code": "unknown_url", "param": null } }),
+        (_, p) if p.starts_with("/admin/keys") || p == "/admin/usage" || p == "/admin/logs" => {
+            if let Some(denied) = refusal(token, &req) {
+                return denied;
+            }
+            let method = req.method().clone();
+            store_api(shared, &method, &path, query, req).await
+        }
+        _ => error(404, "invalid_request_error", "not found"),
+    }
+}
+
+async fn store_api(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let store = &shared.store;
+    let failed = |e: crate::store::StoreError| error(503, "api_error", e.to_string());
+    match (method, path) {
+        (&Method::POST, "/admin/keys") => {
+            let Ok(body) = req.into_body().collect().await else {
+                return error(400, "invalid_request_error", "cannot read the request body");
+            };
+            let v: Value = match serde_json::from_slice(&body.to_bytes()) {
+                Ok(v) => v,
+                Err(e) => return error(400, "invalid_request_error", format!("invalid JSON: {e}")),
+            };
+            let Some(name) = v
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            else {
+                return error(400, "invalid_request_error", "`name` is required");
+            };
+            let limits = match v.get("rate_limit") {
+                None | Some(Value::Null) => Default::default(),
+                Some(rl) => {
+                    match serde_json::from_value::<crate::config::raw::RawRateLimit>(rl.clone()) {
+                        Ok(raw) => crate::store::Limits::from(&raw),
+                        Err(e) => {
+                            return error(400, "invalid_request_error", format!("rate_limit: {e}"));
+                        }
+                    }
+                }
+            };
+            let allowed_models = v.get("allowed_models").and_then(Value::as_array).map(|a| {
+                a.iter()
+                    .filter_map(|m| m.as_str().map(str::to_string))
+                    .collect()
+            });
+            let new = NewKey {
+                name: name.to_string(),
+                limits,
+                allowed_models,
+                routing_yaml: None,
+            };
+            match store.create_key(new).await {
+                Ok((info, key)) => json_response(
+                    201,
+                    json!({ "id": info.id, "name": info.name, "key": key, "limits": info.limits,
+                            "note": "the key is shown only once; only its hash is stored" }),
+                ),
+                Err(e) => failed(e),
+            }
+        }
+        (&Method::GET, "/admin/keys") => match store.list_keys().await {
+            Ok(keys) => json_response(200, json!({ "keys": keys })),
+            Err(e) => failed(e),
+        },
+        (&Method::DELETE, p) if p.starts_with("/admin/keys/") => {
+            let id = &p["/admin/keys/".len()..];
+            match store.revoke(id).await {
+                Ok(true) => json_response(200, json!({ "id": id, "revoked": true })),
+                Ok(false) => error(404, "not_found_error", format!("no key with id {id}")),
+                Err(e) => failed(e),
+            }
+        }
+        (&Method::GET, "/admin/usage") => {
+            let by = match query_param(query, "by").unwrap_or("key") {
+                "key" => UsageBy::Key,
+                "model" => UsageBy::Model,
+                "provider" => UsageBy::Provider,
+                other => {
+                    return error(
+                        400,
+                        "invalid_request_error",
+                        format!("by={other}: use key, model or provider"),
+                    );
+                }
+            };
+            let hours: u64 = query_param(query, "since_hours")
+                .and_then(|h| h.parse().ok())
+                .unwrap_or(24);
+            let now = crate::extproc::state::now_ms();
+            match store
+                .usage(by, now.saturating_sub(hours * 3_600_000), now)
+                .await
+            {
+                Ok(rows) => json_response(200, json!({ "usage": rows })),
+                Err(e) => failed(e),
+            }
+        }
+        (&Method::GET, "/admin/logs") => {
+            let text = |k| {
+                query_param(query, k)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+            };
+            let filter = LogFilter {
+                key: text("key"),
+                model: text("model"),
+                provider: text("provider"),
+                status: text("status").and_then(|s| s.parse().ok()),
+                since_ms: text("since_ms").and_then(|s| s.parse().ok()),
+            };
+            let page = match query_param(query, "follow") {
+                Some(cursor) => {
+                    store
+                        .follow_logs(&filter, cursor, Duration::from_secs(5))
+                        .await
+                }
+                None => {
+                    let limit = text("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+                    store.read_logs(&filter, limit).await
+                }
+            };
+            match page {
+                Ok(p) => json_response(200, json!({ "records": p.records, "cursor": p.cursor })),
+                Err(e) => failed(e),
+            }
+        }
+        _ => error(
+            405,
+            "invalid_request_error",
+            format!("{method} is not supported on {path}"),
         ),
     }
 }

@@ -50,11 +50,25 @@ impl fmt::Debug for KeyHash {
 pub struct Principal {
     pub id: String,
     pub name: String,
+    /// Token limits and budgets (all off by default).
+    pub limits: crate::store::Limits,
     pub allowed_models: Option<Vec<String>>,
     pub routing: Option<KeyRouting>,
 }
 
 impl Principal {
+    /// A dynamic key from the store. (Its routing configuration is set in the store by the
+    /// admin API; keys created from the CLI use the model as sent.)
+    pub fn from_store(info: crate::store::KeyInfo) -> Principal {
+        Principal {
+            id: info.id,
+            name: info.name,
+            limits: info.limits,
+            allowed_models: info.allowed_models,
+            routing: None,
+        }
+    }
+
     pub fn may_use(&self, model: &str) -> bool {
         self.allowed_models
             .as_ref()

@@ -12,6 +12,8 @@ pub struct Rejection {
     pub code: &'static str,
     pub message: String,
     pub param: Option<String>,
+    /// Seconds for a `retry-after` header (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl Rejection {
@@ -27,6 +29,7 @@ impl Rejection {
             code,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -99,6 +102,25 @@ impl Rejection {
             "upstream_error",
             "all_backends_failed",
             format!("All backends failed; last error: {detail}"),
+        )
+    }
+    /// A token limit or budget would be exceeded.
+    pub fn limited(denied: &crate::store::Denied) -> Rejection {
+        let mut r = Rejection::new(
+            429,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            denied.message.clone(),
+        );
+        r.retry_after = Some(denied.retry_after_secs.max(1));
+        r
+    }
+    pub fn store_unavailable() -> Rejection {
+        Rejection::new(
+            503,
+            "api_error",
+            "key_store_unavailable",
+            "The key store is unavailable; try again shortly",
         )
     }
     pub fn internal(message: impl Into<String>) -> Rejection {

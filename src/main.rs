@@ -98,6 +98,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LogsCmd,
     },
+    /// Requests, tokens, cost and errors from the store, by key, model or provider
+    Usage {
+        #[arg(long, default_value = "key")]
+        by: String,
+        /// Window: e.g. 24h, 7d
+        #[arg(long, default_value = "24h")]
+        since: String,
+        #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "127.0.0.1:8081")]
+        admin: String,
+    },
     /// Explain how a request would be routed
     Route {
         #[command(subcommand)]
@@ -107,10 +117,38 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum KeysCmd {
-    /// Mint a key; prints it once, with the hash to put under `keys:`
+    /// Mint a key and print it once. With --admin: a dynamic key in the running gateway's
+    /// store; without: a static key, with the hash to put under `keys:`
     Create {
         #[arg(long)]
         name: String,
+        /// Admin address of a running processor (needs SWITCHYARD_ADMIN_TOKEN)
+        #[arg(long, env = "SWITCHYARD_ADMIN")]
+        admin: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        total_tokens_per_hour: u64,
+        #[arg(long, default_value_t = 0)]
+        input_tokens_per_hour: u64,
+        #[arg(long, default_value_t = 0)]
+        output_tokens_per_hour: u64,
+        #[arg(long, default_value_t = 0.0)]
+        daily_usd: f64,
+        #[arg(long, default_value_t = 0.0)]
+        monthly_usd: f64,
+    },
+    /// Dynamic keys with their usage (never the keys themselves)
+    List {
+        #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "127.0.0.1:8081")]
+        admin: String,
+    },
+    /// Revoke a dynamic key: the next request with it fails on every replica
+    Revoke {
+        id: String,
+        /// Confirm the revocation
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "127.0.0.1:8081")]
+        admin: String,
     },
 }
 
@@ -175,7 +213,9 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Lint { file } => lint(&file),
         Cmd::Keys {
-            cmd: KeysCmd::Create { name },
+            cmd: KeysCmd::Create {
+                name, admin: None, ..
+            },
         } => {
             let key = mint_key();
             let hash = KeyHash::of(&key);
@@ -183,6 +223,103 @@ fn main() -> anyhow::Result<()> {
             eprintln!("Store this key now; it is not shown again. Add it to the config:");
             eprintln!("keys:\n  - name: {name}\n    hash: \"{hash}\"");
             Ok(())
+        }
+        Cmd::Keys {
+            cmd:
+                KeysCmd::Create {
+                    name,
+                    admin: Some(admin),
+                    total_tokens_per_hour,
+                    input_tokens_per_hour,
+                    output_tokens_per_hour,
+                    daily_usd,
+                    monthly_usd,
+                },
+        } => admin_command(
+            &admin,
+            "POST",
+            "/admin/keys",
+            Some(serde_json::json!({
+                "name": name,
+                "rate_limit": { "total_tokens_per_hour": total_tokens_per_hour, "input_tokens_per_hour": input_tokens_per_hour,
+                                "output_tokens_per_hour": output_tokens_per_hour, "daily_usd": daily_usd, "monthly_usd": monthly_usd },
+            })),
+            |v| {
+                println!("{}", v["key"].as_str().unwrap_or_default());
+                eprintln!(
+                    "Created key {} ({}). Store it now; it is not shown again.",
+                    v["id"].as_str().unwrap_or_default(),
+                    name
+                );
+            },
+        ),
+        Cmd::Keys {
+            cmd: KeysCmd::List { admin },
+        } => admin_command(&admin, "GET", "/admin/keys", None, |v| {
+            println!(
+                "{:<18} {:<28} {:>9} {:>12} {:>12} {:>10}  last used",
+                "ID", "NAME", "REQUESTS", "IN TOKENS", "OUT TOKENS", "SPEND $"
+            );
+            for k in v["keys"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<18} {:<28} {:>9} {:>12} {:>12} {:>10.4}  {}{}",
+                    k["id"].as_str().unwrap_or_default(),
+                    k["name"].as_str().unwrap_or_default(),
+                    k["requests"],
+                    k["input_tokens"],
+                    k["output_tokens"],
+                    k["spend_usd"].as_f64().unwrap_or(0.0),
+                    k["last_used_ms"].as_u64().map_or("never".into(), fmt_ms),
+                    if k["revoked"].as_bool() == Some(true) {
+                        "  (revoked)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }),
+        Cmd::Keys {
+            cmd: KeysCmd::Revoke { id, yes, admin },
+        } => {
+            if !yes {
+                anyhow::bail!(
+                    "revoking {id} makes every request with it fail; repeat with --yes to confirm"
+                );
+            }
+            admin_command(&admin, "DELETE", &format!("/admin/keys/{id}"), None, |_| {
+                println!("revoked {id}");
+            })
+        }
+        Cmd::Usage { by, since, admin } => {
+            let hours = parse_hours(&since)?;
+            admin_command(
+                &admin,
+                "GET",
+                &format!("/admin/usage?by={by}&since_hours={hours}"),
+                None,
+                |v| {
+                    println!(
+                        "{:<32} {:>9} {:>12} {:>12} {:>11} {:>7}",
+                        by.to_uppercase(),
+                        "REQUESTS",
+                        "IN TOKENS",
+                        "OUT TOKENS",
+                        "COST $",
+                        "ERRORS"
+                    );
+                    for r in v["usage"].as_array().into_iter().flatten() {
+                        println!(
+                            "{:<32} {:>9} {:>12} {:>12} {:>11.6} {:>7}",
+                            r["name"].as_str().unwrap_or_default(),
+                            r["requests"],
+                            r["input_tokens"],
+                            r["output_tokens"],
+                            r["cost_usd"].as_f64().unwrap_or(0.0),
+                            r["errors"]
+                        );
+                    }
+                },
+            )
         }
         Cmd::Logs {
             cmd:
@@ -290,6 +427,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let demo = Arc::new(Principal {
         id: KeyHash::of(&demo_key).short_id(),
         name: "demo".into(),
+        limits: Default::default(),
         allowed_models: None,
         routing: None,
     });
@@ -455,6 +593,7 @@ fn explain(
     let anyone = Principal {
         id: "explain".into(),
         name: "explain".into(),
+        limits: Default::default(),
         allowed_models: None,
         routing: None,
     };
@@ -514,4 +653,52 @@ fn explain(
         }
         Err(e) => anyhow::bail!("{e}"),
     }
+}
+
+/// Runs one admin API call on a small runtime and prints its answer with `show`.
+fn admin_command(
+    admin: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    show: impl FnOnce(&serde_json::Value),
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let v = rt.block_on(switchyard::admin_client::call(
+        admin,
+        method,
+        path,
+        body.as_ref(),
+    ))?;
+    show(&v);
+    Ok(())
+}
+
+/// `24h`, `7d` or a number of hours.
+fn parse_hours(since: &str) -> anyhow::Result<u64> {
+    let (n, unit) = since.split_at(
+        since
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .len(),
+    );
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--since {since}: use e.g. 24h or 7d"))?;
+    match unit {
+        "" | "h" => Ok(n),
+        "d" => Ok(n * 24),
+        _ => anyhow::bail!("--since {since}: use e.g. 24h or 7d"),
+    }
+}
+
+fn fmt_ms(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }

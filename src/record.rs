@@ -77,7 +77,13 @@ const CHANNEL: usize = 65_536;
 
 impl RecordSink {
     /// Start the writer task appending to `path` and keeping the last `ring` records.
-    pub fn start(path: PathBuf, ring: usize) -> RecordSink {
+    /// `store_log`: also append each record to the store's request-log stream (non-blocking;
+    /// the log sink counts what it has to drop).
+    pub fn start(
+        path: PathBuf,
+        ring: usize,
+        store_log: Option<crate::store::LogSink>,
+    ) -> RecordSink {
         let (tx, mut rx) = mpsc::channel::<Record>(CHANNEL);
         let ring_buf = Arc::new(Mutex::new(VecDeque::with_capacity(ring.min(1024))));
         let sink = RecordSink {
@@ -101,7 +107,11 @@ impl RecordSink {
                 }
                 out.clear();
                 for r in &batch {
+                    let start = out.len();
                     if serde_json::to_writer(&mut out, r).is_ok() {
+                        if let Some(log) = &store_log {
+                            log.send(out[start..].to_vec());
+                        }
                         out.push(b'\n');
                     }
                 }

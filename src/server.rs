@@ -4,6 +4,7 @@ use crate::auth::{KeyHash, Principal};
 use crate::config::{ConfigErrors, Snapshot};
 use crate::extproc::{Processor, Shared};
 use crate::record::RecordSink;
+use crate::store::{LogSink, Store, StoreOptions};
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,9 +42,20 @@ pub async fn start(loader: Loader, addrs: Addrs) -> anyhow::Result<Running> {
     for w in &snap.warnings {
         tracing::warn!(config = %loader.path.display(), "{w}");
     }
-    let sink = RecordSink::start(snap.records.path.clone(), snap.records.ring);
+    // The store is chosen at start: changing `store.redis_url` needs a restart.
+    let (store, store_log) = match &snap.redis_url {
+        Some(url) => {
+            let store = Store::redis(url, StoreOptions::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot use the Redis store: {e}"))?;
+            let log = LogSink::start(store.clone(), 10_000);
+            (store, Some(log))
+        }
+        None => (Store::memory(), None),
+    };
+    let sink = RecordSink::start(snap.records.path.clone(), snap.records.ring, store_log);
     let live = Arc::new(ArcSwap::from_pointee(snap));
-    let shared = Arc::new(Shared::new(live.clone(), sink));
+    let shared = Arc::new(Shared::new(live.clone(), sink, store));
     spawn_watcher(loader, live);
 
     let service = Processor::new(shared.clone()).into_service();

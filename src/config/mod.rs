@@ -692,20 +692,17 @@ impl Snapshot {
                     &mut warnings,
                 )
             });
-            if let Some(rl) = &k.rate_limit
-                && (rl.total_tokens_per_hour | rl.input_tokens_per_hour | rl.output_tokens_per_hour)
-                    != 0
-            {
-                warnings.push(format!(
-                    "{path}.rate_limit: token limits are parsed but not enforced by this build"
-                ));
-            }
             if keys
                 .insert(
                     hash,
                     Arc::new(Principal {
                         id: hash.short_id(),
                         name: k.name.clone(),
+                        limits: k
+                            .rate_limit
+                            .as_ref()
+                            .map(crate::store::Limits::from)
+                            .unwrap_or_default(),
                         allowed_models: k.allowed_models,
                         routing,
                     }),

@@ -168,6 +168,11 @@ pub struct RawRateLimit {
     pub input_tokens_per_hour: u64,
     #[serde(default)]
     pub output_tokens_per_hour: u64,
+    /// Spend limits in USD per UTC day / calendar month (0 = off).
+    #[serde(default)]
+    pub daily_usd: f64,
+    #[serde(default)]
+    pub monthly_usd: f64,
 }
 
 #[derive(Debug, Deserialize)]

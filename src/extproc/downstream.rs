@@ -8,7 +8,7 @@
 
 use super::state::RequestState;
 use super::{
-    Exchange, Mutation, Replies, Shared, header, header_names, immediate, request_body_reply,
+    Mutation, Replies, Shared, header, header_names, immediate, request_body_reply,
     request_headers_reply, response_headers_reply,
 };
 use crate::auth::{KeyHash, presented_key};
@@ -53,6 +53,9 @@ impl DownstreamExchange {
         let mut m = Mutation::default();
         m.set("content-type", "application/json");
         m.set(RESPONSE_REQUEST_ID, state.id.clone());
+        if let Some(secs) = r.retry_after {
+            m.set("retry-after", secs.to_string());
+        }
         let mut inner = state.lock();
         let body = r.body_in(inner.dialect);
         let status = r.status;
@@ -61,10 +64,11 @@ impl DownstreamExchange {
         vec![immediate(status, body, m)]
     }
 
-    fn on_request_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
+    async fn on_request_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
         let state = Arc::new(RequestState::new(
             self.shared.next_request_id(),
             self.shared.sink.clone(),
+            self.shared.store.clone(),
         ));
         self.state = Some(state.clone());
         let snap = self.shared.live.load_full();
@@ -93,8 +97,18 @@ impl DownstreamExchange {
         let Some(key) = presented_key(header(h, "authorization"), header(h, "x-api-key")) else {
             return self.reject(&state, Rejection::missing_key());
         };
-        let Some(principal) = snap.keys.get(&KeyHash::of(key)).cloned() else {
-            return self.reject(&state, Rejection::unknown_key());
+        // Static keys (config) first; then dynamic keys, looked up in the store on every
+        // request so a revocation holds on the next request on every replica.
+        let principal = match snap.keys.get(&KeyHash::of(key)) {
+            Some(p) => p.clone(),
+            None => match self.shared.store.lookup(key).await {
+                Ok(Some(info)) => Arc::new(crate::auth::Principal::from_store(info)),
+                Ok(None) => return self.reject(&state, Rejection::unknown_key()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dynamic key lookup failed");
+                    return self.reject(&state, Rejection::store_unavailable());
+                }
+            },
         };
         {
             let mut inner = state.lock();
@@ -198,7 +212,7 @@ impl DownstreamExchange {
         vec![immediate(200, body, m)]
     }
 
-    fn on_request_body(&mut self, b: &pb::HttpBody) -> Replies {
+    async fn on_request_body(&mut self, b: &pb::HttpBody) -> Replies {
         let Some(state) = self.state.clone() else {
             return vec![request_body_reply(Mutation::default(), None, false)];
         };
@@ -278,15 +292,26 @@ impl DownstreamExchange {
         let Some(key) = key else {
             return self.reject(&state, Rejection::unknown_key());
         };
-        let stats = LiveStats {
-            snap: &snap,
-            health: &self.shared.health,
+        // Routing reads borrowed views (not `Send`); they end before any await below.
+        let (routed, est_input, max_output) = {
+            let stats = LiveStats {
+                snap: &snap,
+                health: &self.shared.health,
+            };
+            let attrs = RequestAttrs {
+                stats: Some(&stats),
+                ..RequestAttrs::from_body(
+                    &model,
+                    &body,
+                    session.as_deref(),
+                    &self.tags,
+                    &self.headers,
+                )
+            };
+            let routed = plan(&snap, &key, &attrs, rand::random());
+            (routed, attrs.est_input_tokens, attrs.max_output_tokens)
         };
-        let attrs = RequestAttrs {
-            stats: Some(&stats),
-            ..RequestAttrs::from_body(&model, &body, session.as_deref(), &self.tags, &self.headers)
-        };
-        let mut plan = match plan(&snap, &key, &attrs, rand::random()) {
+        let mut plan = match routed {
             Ok(p) => p,
             Err(e) => return self.reject(&state, Rejection::from(&e)),
         };
@@ -318,6 +343,30 @@ impl DownstreamExchange {
                 }
             }
             plan.attempts = kept;
+        }
+        // Token limits and budgets: reserve the estimate atomically before any attempt.
+        if key.limits.any() {
+            let first = &plan.attempts[0].target;
+            let output = max_output.unwrap_or(DEFAULT_OUTPUT_HOLD);
+            let est = crate::store::Estimate {
+                input: est_input,
+                output,
+                cost_usd: first.pricing.cost(est_input, output),
+            };
+            let now = super::state::now_ms();
+            match self
+                .shared
+                .store
+                .reserve(&key.id, &key.limits, est, now)
+                .await
+            {
+                Ok(Ok(reservation)) => state.lock().reservation = Some(reservation),
+                Ok(Err(denied)) => return self.reject(&state, Rejection::limited(&denied)),
+                // Fail open: an unreachable store must not take the gateway down with it.
+                Err(e) => {
+                    tracing::warn!(error = %e, key = %key.name, "limit check skipped: store unavailable")
+                }
+            }
         }
         let mut m = Mutation::default();
         m.set(CLUSTER_HEADER, chain_cluster(&snap, &plan.providers()));
@@ -367,6 +416,9 @@ impl DownstreamExchange {
     }
 }
 
+/// Output tokens a limited key's reservation holds when the request sets no `max_tokens`.
+const DEFAULT_OUTPUT_HOLD: u64 = 1024;
+
 /// The router's view of live backend statistics.
 #[derive(Debug)]
 struct LiveStats<'a> {
@@ -383,15 +435,15 @@ impl crate::routing::Stats for LiveStats<'_> {
     }
 }
 
-impl Exchange for DownstreamExchange {
-    fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
+impl DownstreamExchange {
+    pub async fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
         let t = Instant::now();
         let Some(msg) = msg.request else {
             return vec![];
         };
         let out = match &msg {
-            Msg::RequestHeaders(h) => self.on_request_headers(h),
-            Msg::RequestBody(b) => self.on_request_body(b),
+            Msg::RequestHeaders(h) => self.on_request_headers(h).await,
+            Msg::RequestBody(b) => self.on_request_body(b).await,
             Msg::ResponseHeaders(h) => self.on_response_headers(h),
             // Not requested by the downstream processing mode; answer so Envoy never waits.
             Msg::ResponseBody(_) => vec![super::response_body_reply(None)],

@@ -8,8 +8,8 @@
 //!   plus the chosen endpoint's metadata as an attribute): runs once per attempt, so every retry Envoy makes is re-translated for
 //!   the provider it actually reaches (`upstream.rs`).
 //!
-//! Each stream is one task handling one message at a time; handlers are synchronous (no I/O),
-//! so no lock is ever held across an await.
+//! Each stream is one task handling one message at a time. Only the downstream side awaits (the
+//! store, for dynamic keys and token limits); locks are never held across those awaits.
 
 pub mod downstream;
 mod providers;
@@ -43,18 +43,25 @@ pub struct Shared {
     pub sink: RecordSink,
     pub streams: AtomicU64,
     pub health: crate::health::Health,
+    /// Dynamic keys and the token/budget ledger (Redis, or in memory).
+    pub store: crate::store::Store,
     id_prefix: u64,
     id_counter: AtomicU64,
 }
 
 impl Shared {
-    pub fn new(live: Arc<ArcSwap<Snapshot>>, sink: RecordSink) -> Shared {
+    pub fn new(
+        live: Arc<ArcSwap<Snapshot>>,
+        sink: RecordSink,
+        store: crate::store::Store,
+    ) -> Shared {
         Shared {
             live,
             registry: Registry::default(),
             sink,
             streams: AtomicU64::new(0),
             health: crate::health::Health::default(),
+            store,
             id_prefix: rand::random::<u64>(),
             id_counter: AtomicU64::new(0),
         }
@@ -92,9 +99,20 @@ impl Processor {
 /// with the body chunks queued behind them), sometimes none yet (a chunk held back).
 pub type Replies = Vec<ProcessingResponse>;
 
-/// One ext_proc stream's logic, fed one message at a time.
-pub trait Exchange: Send + 'static {
-    fn on_message(&mut self, msg: ProcessingRequest) -> Replies;
+/// One ext_proc stream's logic, fed one message at a time. The downstream side may await the
+/// store (dynamic keys, token limits); the upstream side never does I/O.
+pub enum Exchange {
+    Downstream(downstream::DownstreamExchange),
+    Upstream(upstream::UpstreamExchange),
+}
+
+impl Exchange {
+    async fn on_message(&mut self, msg: ProcessingRequest) -> Replies {
+        match self {
+            Exchange::Downstream(d) => d.on_message(msg).await,
+            Exchange::Upstream(u) => u.on_message(msg),
+        }
+    }
 }
 
 type ResponseStream =
@@ -113,10 +131,10 @@ impl ExternalProcessor for Processor {
             .get(META_PHASE)
             .is_some_and(|v| v.as_bytes() == b"upstream");
         let shared = self.shared.clone();
-        let exchange: Box<dyn Exchange> = if upstream {
-            Box::new(upstream::UpstreamExchange::new(shared.clone()))
+        let exchange = if upstream {
+            Exchange::Upstream(upstream::UpstreamExchange::new(shared.clone()))
         } else {
-            Box::new(downstream::DownstreamExchange::new(shared.clone()))
+            Exchange::Downstream(downstream::DownstreamExchange::new(shared.clone()))
         };
         let inbound = request.into_inner();
         // Replies are produced inline as messages arrive (no task or channel per stream); when
@@ -127,7 +145,7 @@ impl ExternalProcessor for Processor {
             |(mut inbound, mut exchange, guard)| async move {
                 match inbound.message().await {
                     Ok(Some(msg)) => {
-                        let out = exchange.on_message(msg);
+                        let out = exchange.on_message(msg).await;
                         Some((
                             futures::stream::iter(out.into_iter().map(Ok)),
                             (inbound, exchange, guard),

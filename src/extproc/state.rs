@@ -8,6 +8,7 @@ use crate::config::Snapshot;
 use crate::errors::Rejection;
 use crate::record::{AttemptRecord, Record, RecordSink};
 use crate::routing::Plan;
+use crate::store::{Actual, Reservation, Store};
 use crate::translate::{Inbound, Usage};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,8 @@ pub struct Inner {
     pub images: Option<crate::translate::images::ImageOrder>,
     /// The API the client speaks (errors and responses answer in it).
     pub dialect: crate::errors::Dialect,
+    /// The key's hold on the token/budget ledger, when its limits required one.
+    pub reservation: Option<Reservation>,
     /// An Anthropic-dialect client's body as sent; `body` holds its OpenAI form. Anthropic
     /// providers get this one (nothing lost in translation).
     pub original_body: Option<Arc<serde_json::Value>>,
@@ -66,10 +69,11 @@ pub struct RequestState {
     overhead_ns: AtomicU64,
     inner: Mutex<Inner>,
     sink: RecordSink,
+    store: Store,
 }
 
 impl RequestState {
-    pub fn new(id: String, sink: RecordSink) -> RequestState {
+    pub fn new(id: String, sink: RecordSink, store: Store) -> RequestState {
         RequestState {
             id,
             started: Instant::now(),
@@ -77,6 +81,7 @@ impl RequestState {
             overhead_ns: AtomicU64::new(0),
             inner: Mutex::new(Inner::default()),
             sink,
+            store,
         }
     }
 
@@ -209,8 +214,60 @@ impl RequestState {
 impl Drop for RequestState {
     fn drop(&mut self) {
         let record = self.to_record();
+        self.true_up(&record);
         self.sink.emit(record);
     }
+}
+
+impl RequestState {
+    /// Charge what the request really used to its key's ledger entry (usage counters, key
+    /// stats, and the limit window where it held a reservation). Off the request path: the
+    /// record is already final.
+    fn true_up(&mut self, record: &Record) {
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Some(key) = &inner.key else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let now = now_ms();
+        let reservation = inner
+            .reservation
+            .take()
+            .unwrap_or_else(|| Reservation::unreserved(&key.id, now));
+        let actual = Actual {
+            input: record.input_tokens,
+            output: record.output_tokens,
+            cost_usd: record.cost_usd,
+            model: record
+                .resolved_model
+                .clone()
+                .or_else(|| record.requested_model.clone())
+                .unwrap_or_default(),
+            provider: record.provider.clone().unwrap_or_default(),
+            error: record.status >= 400,
+        };
+        let store = self.store.clone();
+        let id = record.id.clone();
+        runtime.spawn(async move {
+            // One retry: true-up is idempotent per reservation, so a timed-out first try that
+            // did land is not charged twice.
+            for attempt in 0..2 {
+                match store.true_up(&reservation, &actual, now).await {
+                    Ok(_) => return,
+                    Err(e) if attempt == 1 => {
+                        tracing::warn!(request_id = %id, error = %e, "usage not recorded in the store")
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Live requests by id. Holds weak references: the exchanges own the state.

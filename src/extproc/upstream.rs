@@ -11,8 +11,8 @@
 use super::downstream::REQUEST_ID;
 use super::state::{AttemptState, RequestState};
 use super::{
-    Exchange, Mutation, Replies, Shared, header, immediate, request_body_reply,
-    request_headers_reply, response_body_reply, response_headers_reply, unix_now,
+    Mutation, Replies, Shared, header, immediate, request_body_reply, request_headers_reply,
+    response_body_reply, response_headers_reply, unix_now,
 };
 use crate::envoy::{HOST_METADATA_ATTR, METADATA_NS};
 use crate::errors::{Dialect, Rejection};
@@ -478,8 +478,8 @@ fn final_error(status: u16, attempts: usize, provider_message: &str) -> Rejectio
     }
 }
 
-impl Exchange for UpstreamExchange {
-    fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
+impl UpstreamExchange {
+    pub fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
         let t = Instant::now();
         let position = endpoint_position(&msg.attributes);
         let Some(msg) = msg.request else {

@@ -127,7 +127,8 @@ impl From<&RawRateLimit> for Limits {
             total_tokens_per_hour: r.total_tokens_per_hour,
             input_tokens_per_hour: r.input_tokens_per_hour,
             output_tokens_per_hour: r.output_tokens_per_hour,
-            ..Limits::default()
+            daily_usd: r.daily_usd,
+            monthly_usd: r.monthly_usd,
         }
     }
 }
@@ -229,6 +230,28 @@ pub struct Estimate {
     /// Output tokens to hold: the request's max_tokens, or a configured default.
     pub output: u64,
     pub cost_usd: f64,
+}
+
+impl Limits {
+    /// Whether any limit or budget is on (else admission needs no store call).
+    pub fn any(&self) -> bool {
+        (self.total_tokens_per_hour | self.input_tokens_per_hour | self.output_tokens_per_hour) != 0
+            || self.daily_usd > 0.0
+            || self.monthly_usd > 0.0
+    }
+}
+
+impl Reservation {
+    /// The ledger entry of a request admitted without a store call (its key has no limits):
+    /// trued up like any other, so usage and key stats still count it.
+    pub fn unreserved(key_id: &str, now_ms: u64) -> Reservation {
+        Reservation {
+            id: new_reservation_id(),
+            key_id: key_id.to_string(),
+            at_ms: now_ms,
+            estimate: Estimate::default(),
+        }
+    }
 }
 
 /// An admitted request's hold on the ledger; pass it to `true_up` when the request ends.

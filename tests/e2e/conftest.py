@@ -145,7 +145,7 @@ keys:
 class Gateway:
     """A running `switchyard up` (processor + Envoy) with its fake providers."""
 
-    def __init__(self, providers: dict[str, FakeProvider], config_text=None):
+    def __init__(self, providers: dict[str, FakeProvider], config_text=None, env=None):
         self.providers = providers
         self.dir = Path(tempfile.mkdtemp(prefix="switchyard-e2e-"))
         self.records_path = self.dir / "records.jsonl"
@@ -158,7 +158,7 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.proxy_port}"
         self.log_path = self.dir / "switchyard.log"
         env = dict(os.environ, E2E_OA_KEY=OA_SECRET, E2E_AN_KEY=AN_SECRET, SWITCHYARD_DEMO_KEY="sk-demo-e2e",
-                   ENVOY_BIN=str(ENVOY), RUST_BACKTRACE="0")
+                   ENVOY_BIN=str(ENVOY), RUST_BACKTRACE="0", **(env or {}))
         if not ENVOY.exists():
             raise RuntimeError(f"Envoy is required for the end-to-end tests and was not found at {ENVOY}; run `make deps`")
         self.log = open(self.log_path, "w")
@@ -259,3 +259,26 @@ def fresh_providers(providers):
     for p in providers.values():
         p.reset()
     yield
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis (Debian redis-server) on a free loopback port, for the shared-state tests."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("redis-server did not start (is Debian's redis-server installed? `make redis`)")
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(5)
