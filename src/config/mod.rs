@@ -116,8 +116,7 @@ impl ProviderKind {
             ProviderKind::Vertex if is_vertex_claude(model) => Wire::Anthropic,
             ProviderKind::Vertex => Wire::Gemini,
             ProviderKind::Bedrock => Wire::Bedrock,
-            // Rejected by validation until its translator lands.
-            ProviderKind::Cohere => Wire::OpenAi,
+            ProviderKind::Cohere => Wire::Cohere,
         }
     }
 }
@@ -964,14 +963,7 @@ fn build_providers(
             "gemini" => ProviderKind::Gemini,
             "vertex" => ProviderKind::Vertex,
             "bedrock" => ProviderKind::Bedrock,
-            k @ "cohere" => {
-                errors.push(err(
-                    format!("{path}.kind"),
-                    format!("provider kind '{k}' is not available in this build"),
-                    "use openai, openai_compatible, azure_openai, anthropic, gemini, vertex or bedrock",
-                ));
-                continue;
-            }
+            "cohere" => ProviderKind::Cohere,
             k => {
                 errors.push(err(format!("{path}.kind"), format!("unknown provider kind '{k}'"), "use one of: openai, azure_openai, anthropic, gemini, vertex, bedrock, openai_compatible, cohere"));
                 continue;

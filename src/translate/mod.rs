@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod cohere;
 pub mod gemini;
 pub mod images;
 pub mod inbound_anthropic;
@@ -32,6 +33,7 @@ pub enum Wire {
     Anthropic,
     Gemini,
     Bedrock,
+    Cohere,
 }
 
 /// Token counts for one exchange.
@@ -146,6 +148,7 @@ pub fn request(
         Wire::Anthropic => anthropic::from_openai::request(inbound, body, opts),
         Wire::Gemini => gemini::from_openai::request(inbound, body, opts),
         Wire::Bedrock => bedrock::from_openai::request(inbound, body, opts),
+        Wire::Cohere => cohere::from_openai::request(inbound, body, opts),
     }
 }
 
@@ -165,6 +168,7 @@ pub fn response(
         Wire::Anthropic => anthropic::from_openai::response(inbound, body, created),
         Wire::Gemini => gemini::from_openai::response(inbound, body, created),
         Wire::Bedrock => bedrock::from_openai::response(inbound, body, created),
+        Wire::Cohere => cohere::from_openai::response(inbound, body, created),
     }
 }
 
@@ -176,6 +180,7 @@ pub fn provider_error(wire: Wire, status: u16, body: &[u8]) -> ProviderError {
         Wire::Anthropic => anthropic::provider_error(body),
         Wire::Gemini => gemini::provider_error(body),
         Wire::Bedrock => bedrock::provider_error(body),
+        Wire::Cohere => cohere::provider_error(status, body),
     };
     let (message, kind) = parsed.unwrap_or((None, None));
     ProviderError {
@@ -210,6 +215,10 @@ pub fn stream(
             created,
         )),
         Wire::Bedrock => Box::new(bedrock::from_openai::BedrockStream::new(
+            client_wants_usage,
+            created,
+        )),
+        Wire::Cohere => Box::new(cohere::from_openai::CohereStream::new(
             client_wants_usage,
             created,
         )),
@@ -448,7 +457,13 @@ mod tests {
     use super::test_support::*;
     use super::*;
 
-    const WIRES: [Wire; 4] = [Wire::OpenAi, Wire::Anthropic, Wire::Gemini, Wire::Bedrock];
+    const WIRES: [Wire; 5] = [
+        Wire::OpenAi,
+        Wire::Anthropic,
+        Wire::Gemini,
+        Wire::Bedrock,
+        Wire::Cohere,
+    ];
     const INBOUNDS: [Inbound; 2] = [Inbound::ChatCompletions, Inbound::Embeddings];
 
     #[test]

@@ -16,6 +16,7 @@ the official SDKs:
 * ``POST .../model/ID/converse``      Amazon Bedrock Converse (also ``converse-stream``
                                       in AWS event-stream frames, ``invoke`` for Titan and
                                       Cohere embeddings); SigV4 verified when ``aws_secret``
+* ``POST .../v2/chat``, ``.../v2/embed`` Cohere v2 (SSE with typed events)
 * ``POST .../openai/deployments/D/...``  Azure OpenAI (``api-key`` and ``api-version``
                                       required; answers as model D)
 
@@ -245,6 +246,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wire = "gemini"
         elif self.bedrock:
             self.wire = "bedrock"
+        elif self.route.endswith("/v2/chat") or self.route.endswith("/v2/embed"):
+            self.wire = "cohere"
         else:
             self.wire = "openai"
         raw = self._read_body()
@@ -302,6 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._respond(*self._openai_chat())
         if self.bedrock:
             return self._bedrock(raw)
+        if self.wire == "cohere":
+            return self._cohere()
         if self.gemini:
             return self._gemini(*self.gemini.groups())
         if self.vertex_claude:
@@ -336,6 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
         extra = dict([self._request_id_header()])
         if status == 429:
             extra["retry-after"] = "1"
+        if self.wire == "cohere":
+            return self._send_json(status, {"id": str(uuid.uuid4()), "message": message}, extra)
         if self.wire == "bedrock":
             extra["x-amzn-ErrorType"] = _BEDROCK_ERRORS.get(status, "InternalServerException")
             return self._send_json(status, {"message": message}, extra)
@@ -607,6 +614,46 @@ class _Handler(BaseHTTPRequestHandler):
         if op == "converse-stream":
             self.req["stream"] = True
         return self._respond(full, [_bedrock_event(n, o) for n, o in evs])
+
+
+    # --- Cohere v2 (chat and embed) ------------------------------------------
+    def _cohere(self):
+        p = self.server.provider
+        inp, out = p.usage
+        if self.req_headers.get("authorization", "") == "":
+            return self._send_json(401, {"message": "invalid api token"})
+        if self.route.endswith("/v2/embed"):
+            texts = self.req.get("texts") or []
+            return self._respond({"id": str(uuid.uuid4()), "embeddings": {"float": [_fake_embedding(t) for t in texts]},
+                                  "texts": texts, "meta": {"billed_units": {"input_tokens": inp}}})
+        if not self.req.get("messages") or not self.req.get("model"):
+            return self._send_error(400, "invalid request: message must be at least 1 token long or tool results must be specified.")
+        tools = self.req.get("tools") or []
+        usage = {"billed_units": {"input_tokens": inp, "output_tokens": out}, "tokens": {"input_tokens": inp, "output_tokens": out}}
+        mid = str(uuid.uuid4())
+        start = {"id": mid, "type": "message-start",
+                 "delta": {"message": {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}}
+        if tools:
+            name = tools[0]["function"]["name"]
+            call = {"id": "get_weather_p0dage9q1nv4", "type": "function", "function": {"name": name, "arguments": _TOOL_ARGS}}
+            full = {"id": mid, "finish_reason": "TOOL_CALL",
+                    "message": {"role": "assistant", "tool_plan": "I will check.", "tool_calls": [call]}, "usage": usage}
+            seq = [start, {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": "I will check."}}},
+                   {"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls": dict(call, function={"name": name, "arguments": ""})}}}]
+            seq += [{"type": "tool-call-delta", "index": 0, "delta": {"message": {"tool_calls": {"function": {"arguments": piece}}}}}
+                    for piece in _TOOL_ARGS_PIECES]
+            seq += [{"type": "tool-call-end", "index": 0},
+                    {"type": "message-end", "delta": {"finish_reason": "TOOL_CALL", "usage": usage}}]
+        else:
+            full = {"id": mid, "finish_reason": "COMPLETE",
+                    "message": {"role": "assistant", "content": [{"type": "text", "text": p.reply_text}]}, "usage": usage}
+            seq = [start, {"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}}]
+            seq += [{"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": t}}}}
+                    for t in _split3(p.reply_text)]
+            seq += [{"type": "content-end", "index": 0},
+                    {"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": usage}}]
+        events = [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in seq]
+        return self._respond(full, events)
 
 
 def _bedrock_frame(headers, payload: bytes) -> bytes:

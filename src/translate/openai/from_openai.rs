@@ -4,6 +4,16 @@
 //! streams, so the gateway can count tokens). Non-streamed responses are
 //! passed through byte-for-byte; streams are forwarded event-for-event, minus
 //! the usage-only chunk when the client never asked for it.
+//!
+//! Compatible servers differ in where streamed usage goes (see the tests for
+//! real samples): OpenAI, Ollama, vLLM and Groq send a usage-only chunk
+//! (`choices: []`) when asked; Mistral, Together and DeepSeek put `usage` on the
+//! final content/finish chunk; vLLM's `continuous_usage_stats` puts it on every
+//! chunk; Groq also reports `x_groq.usage` on its finish chunk. A client that
+//! did not ask for usage never sees a `usage` member: usage-only chunks are
+//! dropped and other chunks lose just that member (the rest of their bytes,
+//! member order included, is kept). Vendor extensions such as `x_groq` pass
+//! untouched, as the provider would send them to the client directly.
 
 use super::usage_from;
 use crate::translate::sse::{SseEvent, SseSplitter};
@@ -11,6 +21,8 @@ use crate::translate::{
     Inbound, RequestOptions, StreamOutcome, StreamTranslator, TranslateError, UpstreamRequest,
     Usage, write_openai_stream_error,
 };
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 pub(crate) fn request(
@@ -46,6 +58,13 @@ pub(crate) fn request(
                 }
                 if let Value::Object(m) = so {
                     m.insert("include_usage".to_owned(), Value::Bool(true));
+                    // vLLM: `continuous_usage_stats` only acts together with
+                    // include_usage, which this client did not ask for; keep it
+                    // off so usage is not put on every chunk (it would be
+                    // stripped again, at the cost of rewriting each chunk).
+                    if m.get("continuous_usage_stats") == Some(&Value::Bool(true)) {
+                        m.insert("continuous_usage_stats".to_owned(), Value::Bool(false));
+                    }
                 }
             }
             ("/chat/completions", stream, inject)
@@ -172,11 +191,65 @@ impl OpenAiStream {
         if choices.is_some_and(|c| c.iter().any(has_token)) {
             self.first_token = true;
         }
-        let usage_only = choices.is_some_and(Vec::is_empty) && usage.is_some();
-        if usage_only && !self.client_wants_usage {
-            return;
+        // Some servers omit `choices` entirely on the usage-only chunk.
+        let usage_only = choices.is_none_or(Vec::is_empty) && usage.is_some();
+        if !self.client_wants_usage {
+            if usage_only {
+                return;
+            }
+            // Usage riding on a content/finish chunk (Mistral, Together,
+            // DeepSeek, vLLM continuous stats): forward it without `usage`.
+            if v.get("usage").is_some_and(|u| !u.is_null())
+                && let Some(stripped) = event_without_usage(data)
+            {
+                out.extend_from_slice(&stripped);
+                return;
+            }
         }
         out.extend_from_slice(&ev.raw);
+    }
+}
+
+/// `data: <data minus its top-level "usage" member>\n\n`. Every other member
+/// keeps its exact bytes and position; None if `data` is not a JSON object.
+fn event_without_usage(data: &str) -> Option<Vec<u8>> {
+    let Members(members) = serde_json::from_str(data).ok()?;
+    let mut out = Vec::with_capacity(data.len() + 8);
+    out.extend_from_slice(b"data: {");
+    let mut first = true;
+    for (key, value) in members.iter().filter(|(k, _)| k != "usage") {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    out.extend_from_slice(b"}\n\n");
+    Some(out)
+}
+
+/// A JSON object's members in wire order, values as raw JSON text.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(MembersVisitor)
     }
 }
 
@@ -184,10 +257,16 @@ fn has_token(choice: &Value) -> bool {
     let Some(delta) = choice.get("delta") else {
         return false;
     };
-    let content = delta
-        .get("content")
-        .and_then(Value::as_str)
-        .is_some_and(|s| !s.is_empty());
+    // Text the client sees: content, refusals and reasoning (DeepSeek's
+    // `reasoning_content`; `reasoning` from vLLM, Ollama and Groq). Mistral's
+    // reasoning models stream `content` as an array of chunks.
+    let content = ["content", "refusal", "reasoning_content", "reasoning"]
+        .iter()
+        .any(|k| match delta.get(k) {
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(Value::Array(a)) => !a.is_empty(),
+            _ => false,
+        });
     let tools = delta
         .get("tool_calls")
         .and_then(Value::as_array)
@@ -440,7 +519,8 @@ mod tests {
 
     #[test]
     fn stream_usage_on_last_content_chunk_and_groq() {
-        // Ollama/vLLM style: usage rides on the final content chunk; it is kept.
+        // Usage riding on the final content chunk: counted, but the client
+        // that did not ask gets the chunk without it (and as-is when it asked).
         let ollama = concat!(
             "data: {\"id\":\"chatcmpl-9\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"llama3.2\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
             "data: {\"id\":\"chatcmpl-9\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"llama3.2\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":26,\"completion_tokens\":2,\"total_tokens\":28}}\n\n",
@@ -450,9 +530,20 @@ mod tests {
             &|| stream(Inbound::ChatCompletions, Wire::OpenAi, false, 1),
             ollama.as_bytes(),
         );
-        assert_eq!(r.out_str(), ollama);
+        assert_eq!(
+            r.out_str(),
+            ollama.replace(
+                ",\"usage\":{\"prompt_tokens\":26,\"completion_tokens\":2,\"total_tokens\":28}",
+                ""
+            )
+        );
         assert_eq!(r.usage, usage(26, 2));
         assert_eq!(r.outcome, StreamOutcome::Complete);
+        let r = run_all_splits(
+            &|| stream(Inbound::ChatCompletions, Wire::OpenAi, true, 1),
+            ollama.as_bytes(),
+        );
+        assert_eq!(r.out_str(), ollama);
 
         let groq = concat!(
             "data: {\"id\":\"chatcmpl-g\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"llama-3.1-8b-instant\",\"system_fingerprint\":\"fp_x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}],\"x_groq\":{\"id\":\"req_01\"}}\n\n",
@@ -556,5 +647,304 @@ mod tests {
         );
         assert_eq!(r.out_str(), format!("{TEXT_CHUNKS}{DONE}"));
         assert_eq!(r.outcome, StreamOutcome::Complete);
+    }
+}
+
+/// Samples from the OpenAI-compatible servers the pass-through serves, in the
+/// shapes their APIs send (ids and numbers made up). Each stream is what the
+/// server sends for a streamed request carrying the injected
+/// `stream_options.include_usage: true`.
+#[cfg(test)]
+mod compat_tests {
+    use crate::translate::test_support::*;
+    use crate::translate::*;
+    use serde_json::{Value, json};
+
+    struct Case {
+        provider: &'static str,
+        body: &'static str,
+        body_usage: (u64, u64),
+        stream: &'static str,
+        stream_usage: (u64, u64),
+        /// `usage` members (with their leading comma) that ride on chunks
+        /// with choices: removed for a client that did not ask for usage.
+        stripped: &'static [&'static str],
+        /// Usage-only events: dropped for that client.
+        dropped: &'static [&'static str],
+    }
+
+    const MISTRAL_USAGE: &str =
+        ",\"usage\":{\"prompt_tokens\":167,\"total_tokens\":200,\"completion_tokens\":33}";
+    const GROQ_USAGE_CHUNK: &str = "data: {\"id\":\"chatcmpl-e7ebbb57-834f-48fa-bc73-5abb960c78b5\",\"object\":\"chat.completion.chunk\",\"created\":1745935006,\"model\":\"llama-3.3-70b-versatile\",\"system_fingerprint\":\"fp_3f3b593e33\",\"choices\":[],\"usage\":{\"queue_time\":0.21,\"prompt_tokens\":45,\"prompt_time\":0.0035,\"completion_tokens\":61,\"completion_time\":0.22,\"total_tokens\":106,\"total_time\":0.2235},\"x_groq\":{\"id\":\"req_01jt0xby4ffanamrs6m40mv0fy\"}}\n\n";
+    const DEEPSEEK_USAGE: &str = ",\"usage\":{\"prompt_tokens\":13,\"completion_tokens\":86,\"total_tokens\":99,\"prompt_tokens_details\":{\"cached_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":80},\"prompt_cache_hit_tokens\":0,\"prompt_cache_miss_tokens\":13}";
+    const OLLAMA_USAGE_CHUNK: &str = "data: {\"id\":\"chatcmpl-310\",\"object\":\"chat.completion.chunk\",\"created\":1735000000,\"model\":\"qwen3:0.6b\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":30,\"total_tokens\":42}}\n\n";
+    const VLLM_USAGE_0: &str =
+        ",\"usage\":{\"prompt_tokens\":20,\"total_tokens\":20,\"completion_tokens\":0}";
+    const VLLM_USAGE_1: &str =
+        ",\"usage\":{\"prompt_tokens\":20,\"total_tokens\":21,\"completion_tokens\":1}";
+    const VLLM_USAGE_4: &str =
+        ",\"usage\":{\"prompt_tokens\":20,\"total_tokens\":24,\"completion_tokens\":4}";
+    const VLLM_USAGE_CHUNK: &str = "data: {\"id\":\"chatcmpl-b3c2\",\"object\":\"chat.completion.chunk\",\"created\":1736000000,\"model\":\"Qwen/Qwen2.5-1.5B-Instruct\",\"choices\":[],\"usage\":{\"prompt_tokens\":20,\"total_tokens\":24,\"completion_tokens\":4}}\n\n";
+    const TOGETHER_USAGE: &str =
+        ",\"usage\":{\"prompt_tokens\":38,\"completion_tokens\":2,\"total_tokens\":40}";
+
+    const CASES: &[Case] = &[
+        Case {
+            // Usage always on the final chunk (Mistral rejects stream_options,
+            // see the report); tool calls arrive whole, in one delta, in the
+            // same chunk as finish_reason and usage.
+            provider: "mistral",
+            body: r#"{"id":"cf79f7daaee244b1a0ae5c7b1444424a","object":"chat.completion","created":1712245440,"model":"mistral-large-latest","choices":[{"index":0,"message":{"role":"assistant","tool_calls":null,"content":"Bonjour !"},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":10,"total_tokens":14,"completion_tokens":4}}"#,
+            body_usage: (10, 4),
+            stream: concat!(
+                "data: {\"id\":\"f798ebd5c41a45d88bb079635121cade\",\"object\":\"chat.completion.chunk\",\"created\":1732548656,\"model\":\"mistral-large-latest\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"f798ebd5c41a45d88bb079635121cade\",\"object\":\"chat.completion.chunk\",\"created\":1732548656,\"model\":\"mistral-large-latest\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Checking.\"},\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"f798ebd5c41a45d88bb079635121cade\",\"object\":\"chat.completion.chunk\",\"created\":1732548656,\"model\":\"mistral-large-latest\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"D681PevKs\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\": \\\"Paris\\\"}\"},\"index\":0},{\"id\":\"x2Pq8LmZt\",\"function\":{\"name\":\"get_time\",\"arguments\":\"{}\"},\"index\":1}]},\"finish_reason\":\"tool_calls\",\"logprobs\":null}],\"usage\":{\"prompt_tokens\":167,\"total_tokens\":200,\"completion_tokens\":33}}\n\n",
+                "data: [DONE]\n\n",
+            ),
+            stream_usage: (167, 33),
+            stripped: &[MISTRAL_USAGE],
+            dropped: &[],
+        },
+        Case {
+            // `x_groq.usage` on the finish chunk (always sent), then the
+            // usage-only chunk that include_usage asks for.
+            provider: "groq",
+            body: r#"{"id":"chatcmpl-f51b2cd2-bef7-417e-964e-a08f0b513c22","object":"chat.completion","created":1730241104,"model":"llama-3.3-70b-versatile","choices":[{"index":0,"message":{"role":"assistant","content":"Fast language models matter."},"logprobs":null,"finish_reason":"stop"}],"usage":{"queue_time":0.037493756,"prompt_tokens":18,"prompt_time":0.000680594,"completion_tokens":556,"completion_time":0.463333333,"total_tokens":574,"total_time":0.464013927},"system_fingerprint":"fp_179b0f92c9","x_groq":{"id":"req_01jbd6g2qdfw2adyrt2az8hz4w"}}"#,
+            body_usage: (18, 556),
+            stream: concat!(
+                "data: {\"id\":\"chatcmpl-e7ebbb57-834f-48fa-bc73-5abb960c78b5\",\"object\":\"chat.completion.chunk\",\"created\":1745935006,\"model\":\"llama-3.3-70b-versatile\",\"system_fingerprint\":\"fp_3f3b593e33\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}],\"x_groq\":{\"id\":\"req_01jt0xby4ffanamrs6m40mv0fy\"}}\n\n",
+                "data: {\"id\":\"chatcmpl-e7ebbb57-834f-48fa-bc73-5abb960c78b5\",\"object\":\"chat.completion.chunk\",\"created\":1745935006,\"model\":\"llama-3.3-70b-versatile\",\"system_fingerprint\":\"fp_3f3b593e33\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"One, two\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"chatcmpl-e7ebbb57-834f-48fa-bc73-5abb960c78b5\",\"object\":\"chat.completion.chunk\",\"created\":1745935006,\"model\":\"llama-3.3-70b-versatile\",\"system_fingerprint\":\"fp_3f3b593e33\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"x_groq\":{\"id\":\"req_01jt0xby4ffanamrs6m40mv0fy\",\"usage\":{\"queue_time\":0.21,\"prompt_tokens\":45,\"prompt_time\":0.0035,\"completion_tokens\":61,\"completion_time\":0.22,\"total_tokens\":106,\"total_time\":0.2235}}}\n\n",
+                "data: {\"id\":\"chatcmpl-e7ebbb57-834f-48fa-bc73-5abb960c78b5\",\"object\":\"chat.completion.chunk\",\"created\":1745935006,\"model\":\"llama-3.3-70b-versatile\",\"system_fingerprint\":\"fp_3f3b593e33\",\"choices\":[],\"usage\":{\"queue_time\":0.21,\"prompt_tokens\":45,\"prompt_time\":0.0035,\"completion_tokens\":61,\"completion_time\":0.22,\"total_tokens\":106,\"total_time\":0.2235},\"x_groq\":{\"id\":\"req_01jt0xby4ffanamrs6m40mv0fy\"}}\n\n",
+                "data: [DONE]\n\n",
+            ),
+            stream_usage: (45, 61),
+            stripped: &[],
+            dropped: &[GROQ_USAGE_CHUNK],
+        },
+        Case {
+            // deepseek-reasoner: `reasoning_content` deltas first (after a
+            // keep-alive comment), usage on the finish chunk; prompt_tokens
+            // already includes prompt_cache_hit_tokens.
+            provider: "deepseek",
+            body: r#"{"id":"931809f8-3d1c-44d9-b124-367d05e0f123","object":"chat.completion","created":1739092483,"model":"deepseek-reasoner","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today?","reasoning_content":"The user said hello."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,"completion_tokens":92,"total_tokens":1092,"prompt_tokens_details":{"cached_tokens":896},"completion_tokens_details":{"reasoning_tokens":81},"prompt_cache_hit_tokens":896,"prompt_cache_miss_tokens":104},"system_fingerprint":"fp_7e73fd9a08"}"#,
+            body_usage: (1000, 92),
+            stream: concat!(
+                ": keep-alive\n\n",
+                "data: {\"id\":\"43a31dda-92f6-4cdf-a333-bb399599a824\",\"object\":\"chat.completion.chunk\",\"created\":1739097227,\"model\":\"deepseek-reasoner\",\"system_fingerprint\":\"fp_7e73fd9a08\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"43a31dda-92f6-4cdf-a333-bb399599a824\",\"object\":\"chat.completion.chunk\",\"created\":1739097227,\"model\":\"deepseek-reasoner\",\"system_fingerprint\":\"fp_7e73fd9a08\",\"choices\":[{\"index\":0,\"delta\":{\"content\":null,\"reasoning_content\":\"Okay\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"43a31dda-92f6-4cdf-a333-bb399599a824\",\"object\":\"chat.completion.chunk\",\"created\":1739097227,\"model\":\"deepseek-reasoner\",\"system_fingerprint\":\"fp_7e73fd9a08\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\",\"reasoning_content\":null},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"43a31dda-92f6-4cdf-a333-bb399599a824\",\"object\":\"chat.completion.chunk\",\"created\":1739097227,\"model\":\"deepseek-reasoner\",\"system_fingerprint\":\"fp_7e73fd9a08\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\",\"reasoning_content\":null},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":13,\"completion_tokens\":86,\"total_tokens\":99,\"prompt_tokens_details\":{\"cached_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":80},\"prompt_cache_hit_tokens\":0,\"prompt_cache_miss_tokens\":13}}\n\n",
+                "data: [DONE]\n\n",
+            ),
+            stream_usage: (13, 86),
+            stripped: &[DEEPSEEK_USAGE],
+            dropped: &[],
+        },
+        Case {
+            // Ollama's /v1 endpoint: `reasoning` deltas for thinking models,
+            // `role` on every delta, the usage-only chunk only when asked.
+            provider: "ollama",
+            body: r#"{"id":"chatcmpl-310","object":"chat.completion","created":1735000000,"model":"qwen3:0.6b","system_fingerprint":"fp_ollama","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!","reasoning":"User greets."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42}}"#,
+            body_usage: (12, 30),
+            stream: concat!(
+                "data: {\"id\":\"chatcmpl-310\",\"object\":\"chat.completion.chunk\",\"created\":1735000000,\"model\":\"qwen3:0.6b\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"reasoning\":\"User greets\"},\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"chatcmpl-310\",\"object\":\"chat.completion.chunk\",\"created\":1735000000,\"model\":\"qwen3:0.6b\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hello!\"},\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"chatcmpl-310\",\"object\":\"chat.completion.chunk\",\"created\":1735000000,\"model\":\"qwen3:0.6b\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":\"stop\"}]}\n\n",
+                "data: {\"id\":\"chatcmpl-310\",\"object\":\"chat.completion.chunk\",\"created\":1735000000,\"model\":\"qwen3:0.6b\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":30,\"total_tokens\":42}}\n\n",
+                "data: [DONE]\n\n",
+            ),
+            stream_usage: (12, 30),
+            stripped: &[],
+            dropped: &[OLLAMA_USAGE_CHUNK],
+        },
+        Case {
+            // vLLM with `continuous_usage_stats` (the client asked for both):
+            // cumulative usage on every chunk, then the usage-only chunk.
+            provider: "vllm",
+            body: r#"{"id":"chatcmpl-b3c2","object":"chat.completion","created":1736000000,"model":"Qwen/Qwen2.5-1.5B-Instruct","choices":[{"index":0,"message":{"role":"assistant","reasoning_content":null,"content":"Hi there!","tool_calls":[]},"logprobs":null,"finish_reason":"stop","stop_reason":null}],"usage":{"prompt_tokens":20,"total_tokens":24,"completion_tokens":4,"prompt_tokens_details":null},"prompt_logprobs":null}"#,
+            body_usage: (20, 4),
+            stream: concat!(
+                "data: {\"id\":\"chatcmpl-b3c2\",\"object\":\"chat.completion.chunk\",\"created\":1736000000,\"model\":\"Qwen/Qwen2.5-1.5B-Instruct\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":20,\"total_tokens\":20,\"completion_tokens\":0}}\n\n",
+                "data: {\"id\":\"chatcmpl-b3c2\",\"object\":\"chat.completion.chunk\",\"created\":1736000000,\"model\":\"Qwen/Qwen2.5-1.5B-Instruct\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":20,\"total_tokens\":21,\"completion_tokens\":1}}\n\n",
+                "data: {\"id\":\"chatcmpl-b3c2\",\"object\":\"chat.completion.chunk\",\"created\":1736000000,\"model\":\"Qwen/Qwen2.5-1.5B-Instruct\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there!\"},\"logprobs\":null,\"finish_reason\":\"stop\",\"stop_reason\":null}],\"usage\":{\"prompt_tokens\":20,\"total_tokens\":24,\"completion_tokens\":4}}\n\n",
+                "data: {\"id\":\"chatcmpl-b3c2\",\"object\":\"chat.completion.chunk\",\"created\":1736000000,\"model\":\"Qwen/Qwen2.5-1.5B-Instruct\",\"choices\":[],\"usage\":{\"prompt_tokens\":20,\"total_tokens\":24,\"completion_tokens\":4}}\n\n",
+                "data: [DONE]\n\n",
+            ),
+            stream_usage: (20, 4),
+            stripped: &[VLLM_USAGE_0, VLLM_USAGE_1, VLLM_USAGE_4],
+            dropped: &[VLLM_USAGE_CHUNK],
+        },
+        Case {
+            // Together: `usage: null` on every chunk, the totals on the final
+            // chunk next to finish_reason (here its native "eos").
+            provider: "together",
+            body: r#"{"id":"8e1bd1e0fc9a1f4b-SJC","object":"chat.completion","created":1733160000,"model":"meta-llama/Llama-3.3-70B-Instruct-Turbo","prompt":[],"choices":[{"finish_reason":"eos","seed":1234567890,"logprobs":null,"index":0,"message":{"role":"assistant","content":"Hello! How can I help?","tool_calls":[]}}],"usage":{"prompt_tokens":38,"completion_tokens":9,"total_tokens":47}}"#,
+            body_usage: (38, 9),
+            stream: concat!(
+                "data: {\"id\":\"8e1bd2a4b\",\"object\":\"chat.completion.chunk\",\"created\":1733160000,\"model\":\"meta-llama/Llama-3.3-70B-Instruct-Turbo\",\"choices\":[{\"index\":0,\"text\":\"Hello\",\"logprobs\":null,\"finish_reason\":null,\"seed\":null,\"delta\":{\"token_id\":9906,\"role\":\"assistant\",\"content\":\"Hello\",\"tool_calls\":null}}],\"usage\":null}\n\n",
+                "data: {\"id\":\"8e1bd2a4b\",\"object\":\"chat.completion.chunk\",\"created\":1733160000,\"model\":\"meta-llama/Llama-3.3-70B-Instruct-Turbo\",\"choices\":[{\"index\":0,\"text\":\"!\",\"logprobs\":null,\"finish_reason\":null,\"seed\":null,\"delta\":{\"token_id\":0,\"role\":\"assistant\",\"content\":\"!\",\"tool_calls\":null}}],\"usage\":null}\n\n",
+                "data: {\"id\":\"8e1bd2a4b\",\"object\":\"chat.completion.chunk\",\"created\":1733160000,\"model\":\"meta-llama/Llama-3.3-70B-Instruct-Turbo\",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,\"finish_reason\":\"eos\",\"seed\":1234567890,\"delta\":{\"token_id\":128009,\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":null}}],\"usage\":{\"prompt_tokens\":38,\"completion_tokens\":2,\"total_tokens\":40}}\n\n",
+                "data: [DONE]\n\n",
+            ),
+            stream_usage: (38, 2),
+            stripped: &[TOGETHER_USAGE],
+            dropped: &[],
+        },
+    ];
+
+    fn u((input_tokens, output_tokens): (u64, u64)) -> Usage {
+        Usage {
+            input_tokens,
+            output_tokens,
+        }
+    }
+
+    #[test]
+    fn provider_samples() {
+        for c in CASES {
+            let p = c.provider;
+            let (out, usage) =
+                response(Inbound::ChatCompletions, Wire::OpenAi, c.body.as_bytes(), 1).unwrap();
+            assert_eq!(out, c.body.as_bytes(), "{p}: body passes through");
+            assert_eq!(usage, u(c.body_usage), "{p}: body usage");
+
+            // The client asked for usage: every byte passes through.
+            let asked = run_all_splits(
+                &|| stream(Inbound::ChatCompletions, Wire::OpenAi, true, 1),
+                c.stream.as_bytes(),
+            );
+            let without_comments: String = c
+                .stream
+                .split_inclusive("\n\n")
+                .filter(|e| !e.starts_with(':'))
+                .collect();
+            assert_eq!(asked.out_str(), without_comments, "{p}: asked");
+            assert_eq!(asked.usage, u(c.stream_usage), "{p}: asked usage");
+            assert_eq!(asked.outcome, StreamOutcome::Complete, "{p}");
+            assert!(asked.first_token, "{p}");
+
+            // It did not: the same minus every `usage` member, usage still counted.
+            let quiet = run_all_splits(
+                &|| stream(Inbound::ChatCompletions, Wire::OpenAi, false, 1),
+                c.stream.as_bytes(),
+            );
+            let mut expected = without_comments.clone();
+            for d in c.dropped {
+                assert!(expected.contains(d), "{p}: {d}");
+                expected = expected.replace(d, "");
+            }
+            for s in c.stripped {
+                assert!(expected.contains(s), "{p}: {s}");
+                expected = expected.replace(s, "");
+            }
+            assert_eq!(quiet.out_str(), expected, "{p}: not asked");
+            for chunk in quiet.jsons() {
+                assert!(
+                    chunk.get("usage").is_none_or(Value::is_null),
+                    "{p}: {chunk}"
+                );
+            }
+            assert_eq!(quiet.usage, u(c.stream_usage), "{p}: not asked usage");
+            assert_eq!(quiet.outcome, StreamOutcome::Complete, "{p}");
+            assert!(quiet.first_token, "{p}");
+        }
+    }
+
+    #[test]
+    fn reasoning_counts_as_first_token() {
+        for provider in ["deepseek", "ollama"] {
+            let c = CASES.iter().find(|c| c.provider == provider).unwrap();
+            let first_reasoning = c
+                .stream
+                .split_inclusive("\n\n")
+                .find(|e| e.contains("reasoning") && !e.contains("\"reasoning_content\":\"\""))
+                .unwrap();
+            let r = run(
+                &|| stream(Inbound::ChatCompletions, Wire::OpenAi, false, 1),
+                &[first_reasoning.as_bytes()],
+            );
+            assert!(r.first_token, "{provider}");
+        }
+        // An empty reasoning delta alone is not a token; Mistral's array
+        // content (Magistral thinking chunks) is.
+        let empty = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"\"}}]}\n\n";
+        let magistral = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"thinking\",\"thinking\":[{\"type\":\"text\",\"text\":\"Hmm\"}]}]}}]}\n\n";
+        for (input, first) in [(empty, false), (magistral, true)] {
+            let r = run(
+                &|| stream(Inbound::ChatCompletions, Wire::OpenAi, false, 1),
+                &[input.as_bytes()],
+            );
+            assert_eq!(r.first_token, first, "{input}");
+        }
+    }
+
+    #[test]
+    fn ollama_without_usage_support_completes_uncounted() {
+        // Ollama before include_usage support ignores the option: no usage at all.
+        let c = CASES.iter().find(|c| c.provider == "ollama").unwrap();
+        let old = c.stream.replace(OLLAMA_USAGE_CHUNK, "");
+        let r = run_all_splits(
+            &|| stream(Inbound::ChatCompletions, Wire::OpenAi, true, 1),
+            old.as_bytes(),
+        );
+        assert_eq!(r.out_str(), old);
+        assert_eq!(r.usage, Usage::default());
+        assert_eq!(r.outcome, StreamOutcome::Complete);
+    }
+
+    #[test]
+    fn usage_only_chunk_without_choices_is_dropped() {
+        let input = concat!(
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"id\":\"x\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let r = run_all_splits(
+            &|| stream(Inbound::ChatCompletions, Wire::OpenAi, false, 1),
+            input.as_bytes(),
+        );
+        assert_eq!(r.datas().len(), 2);
+        assert_eq!(r.usage, u((3, 1)));
+    }
+
+    #[test]
+    fn stripping_keeps_other_members_verbatim() {
+        let data = r#"{"b\u00e9":1.50,"usage":{"prompt_tokens":1},"choices":[{"delta":{"content":"\u00e9\ud83d\ude00"}}],"n":1e2,"usage":null}"#;
+        let out = super::event_without_usage(data).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "data: {\"bé\":1.50,\"choices\":[{\"delta\":{\"content\":\"\\u00e9\\ud83d\\ude00\"}}],\"n\":1e2}\n\n"
+        );
+        assert_eq!(super::event_without_usage("[1]"), None);
+        assert_eq!(
+            super::event_without_usage(r#"{"usage":{}}"#).unwrap(),
+            b"data: {}\n\n"
+        );
+    }
+
+    #[test]
+    fn injected_usage_turns_off_vllm_continuous_stats() {
+        let opts = RequestOptions {
+            model: "m",
+            default_max_tokens: 1,
+        };
+        let msgs = json!([{"role":"user","content":"hi"}]);
+        let cases = [
+            (
+                json!({"messages":msgs,"stream":true,"stream_options":{"continuous_usage_stats":true}}),
+                json!({"continuous_usage_stats":false,"include_usage":true}),
+            ),
+            (
+                json!({"messages":msgs,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}),
+                json!({"continuous_usage_stats":true,"include_usage":true}),
+            ),
+        ];
+        for (body, so) in cases {
+            let r = request(Inbound::ChatCompletions, Wire::OpenAi, &body, &opts).unwrap();
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["stream_options"], so, "{body}");
+        }
     }
 }
