@@ -169,6 +169,12 @@ enum LogsCmd {
         /// key=value (model, provider, status, key, outcome, tag); repeatable
         #[arg(long)]
         filter: Vec<String>,
+        /// Read from the running gateway's store (admin API) instead of a file
+        #[arg(long, env = "SWITCHYARD_ADMIN")]
+        admin: Option<String>,
+        /// With --admin: keep printing new records as they arrive
+        #[arg(long)]
+        follow: bool,
     },
 }
 
@@ -329,8 +335,21 @@ fn main() -> anyhow::Result<()> {
                     limit,
                     output,
                     filter,
+                    admin: None,
+                    follow: _,
                 },
         } => logs_tail(config, file, limit, &output, &filter),
+        Cmd::Logs {
+            cmd:
+                LogsCmd::Tail {
+                    limit,
+                    output,
+                    filter,
+                    admin: Some(admin),
+                    follow,
+                    ..
+                },
+        } => logs_from_store(&admin, limit, &output, &filter, follow),
         Cmd::Route {
             cmd:
                 RouteCmd::Explain {
@@ -525,24 +544,83 @@ fn logs_tail(
         .take(limit)
         .collect();
     picked.reverse();
+    print_records(&picked, output, true)
+}
+
+/// `logs tail --admin`: records from the store (Redis stream) with the store's filters
+/// (key, model, provider, status); `--follow` keeps reading new ones.
+fn logs_from_store(
+    admin: &str,
+    limit: usize,
+    output: &str,
+    filter: &[String],
+    follow: bool,
+) -> anyhow::Result<()> {
+    let mut query = format!("limit={limit}");
+    for (k, v) in pairs(filter, '=', "--filter takes key=value")? {
+        if !["key", "model", "provider", "status"].contains(&k.as_str()) {
+            anyhow::bail!("--filter {k}: the store filters by key, model, provider and status");
+        }
+        query.push_str(&format!("&{k}={v}"));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let page = |q: String| {
+        rt.block_on(switchyard::admin_client::call(
+            admin,
+            "GET",
+            &format!("/admin/logs?{q}"),
+            None,
+        ))
+    };
+    let records = |v: &serde_json::Value| -> Vec<record::Record> {
+        v["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| serde_json::from_value(r.clone()).ok())
+            .collect()
+    };
+    let first = page(query.clone())?;
+    print_records(&records(&first), output, true)?;
+    let mut cursor = first["cursor"].as_str().unwrap_or("0-0").to_string();
+    while follow {
+        let next = page(format!("{query}&follow={cursor}"))?;
+        print_records(&records(&next), output, false)?;
+        if let Some(c) = next["cursor"].as_str() {
+            cursor = c.to_string();
+        }
+    }
+    Ok(())
+}
+
+fn print_records(picked: &[record::Record], output: &str, header: bool) -> anyhow::Result<()> {
     match output {
         "json" => println!("{}", serde_json::to_string_pretty(&picked)?),
+        "jsonl" => {
+            for r in picked {
+                println!("{}", serde_json::to_string(r)?);
+            }
+        }
         "table" => {
-            println!(
-                "{:<26} {:<20} {:<18} {:<22} {:<12} {:>6} {:>4} {:>7} {:>7} {:>9} {:>10}",
-                "id",
-                "ts",
-                "requested",
-                "resolved",
-                "provider",
-                "status",
-                "fb",
-                "in",
-                "out",
-                "ms",
-                "usd"
-            );
-            for r in &picked {
+            if header {
+                println!(
+                    "{:<26} {:<20} {:<18} {:<22} {:<12} {:>6} {:>4} {:>7} {:>7} {:>9} {:>10}",
+                    "id",
+                    "ts",
+                    "requested",
+                    "resolved",
+                    "provider",
+                    "status",
+                    "fb",
+                    "in",
+                    "out",
+                    "ms",
+                    "usd"
+                );
+            }
+            for r in picked {
                 println!(
                     "{:<26} {:<20} {:<18} {:<22} {:<12} {:>6} {:>4} {:>7} {:>7} {:>9.1} {:>10.6}",
                     r.id,
@@ -559,7 +637,7 @@ fn logs_tail(
                 );
             }
         }
-        other => anyhow::bail!("unknown --output {other}: use json or table"),
+        other => anyhow::bail!("unknown --output {other}: use json, jsonl or table"),
     }
     Ok(())
 }

@@ -127,3 +127,24 @@ def test_usage_and_logs_come_from_the_store(pair):
     out = cli("usage", "--by", "model", "--since", "24h", admin=a.admin)
     assert out.returncode == 0, out.stderr
     assert any(line.startswith("gpt-4o ") for line in out.stdout.splitlines()), out.stdout
+
+
+def test_logs_tail_reads_the_store_and_follows_new_records(pair):
+    a, b = pair
+    key = cli("keys", "create", "--name", "followed", admin=a.admin).stdout.strip()
+    assert chat(a, key).status_code == 200
+    out = cli("logs", "tail", "--admin", b.admin, "--filter", "key=followed", "--output", "jsonl")
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(l)["key_name"] for l in out.stdout.splitlines()] == ["followed"]
+
+    env = dict(os.environ, SWITCHYARD_ADMIN_TOKEN=ADMIN_TOKEN)
+    follower = subprocess.Popen([str(BIN), "logs", "tail", "--admin", b.admin, "--filter", "key=followed",
+                                 "--output", "jsonl", "--follow"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert json.loads(follower.stdout.readline())["key_name"] == "followed"  # the existing one
+        r = chat(b, key)
+        new = json.loads(follower.stdout.readline())
+        assert new["id"] == r.headers["x-switchyard-request-id"]
+    finally:
+        follower.kill()
+        follower.wait()
