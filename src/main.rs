@@ -585,14 +585,16 @@ fn logs_from_store(
     let first = page(query.clone())?;
     print_records(&records(&first), output, true)?;
     let mut cursor = first["cursor"].as_str().unwrap_or("0-0").to_string();
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         let next = page(format!("{query}&follow={cursor}"))?;
         print_records(&records(&next), output, false)?;
         if let Some(c) = next["cursor"].as_str() {
             cursor = c.to_string();
         }
     }
-    Ok(())
 }
 
 fn print_records(picked: &[record::Record], output: &str, header: bool) -> anyhow::Result<()> {
