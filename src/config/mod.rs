@@ -131,6 +131,8 @@ pub fn is_vertex_claude(model: &str) -> bool {
 pub struct ProviderOptions {
     /// `azure_openai`: the `api-version` query parameter.
     pub api_version: String,
+    /// OpenAI-style providers: the gateway may add `stream_options` to a client's stream.
+    pub stream_options: bool,
     /// `bedrock`: SigV4 credentials (the secret access key is `Provider::secret`).
     pub aws: Option<AwsAuth>,
 }
@@ -1021,6 +1023,7 @@ fn build_providers(
                 .api_version
                 .clone()
                 .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string()),
+            stream_options: p.stream_options.unwrap_or(true),
             aws: match aws {
                 None => None,
                 Some((access_key_id, session_token)) => {

@@ -81,6 +81,10 @@ pub struct RawProvider {
     pub default_max_tokens: Option<u64>,
     /// `azure_openai`: the `api-version` query parameter (default 2024-10-21).
     pub api_version: Option<String>,
+    /// OpenAI-style providers: whether the gateway may add `stream_options.include_usage` to
+    /// count a stream's tokens (default true). Mistral rejects the field (and reports usage on
+    /// its last chunk anyway): set false there.
+    pub stream_options: Option<bool>,
     /// `bedrock`: the AWS region signed into requests (default: from the base URL's host).
     pub region: Option<String>,
     /// `bedrock`: the access key id (`secret_key_ref` holds the secret access key).

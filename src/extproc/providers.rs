@@ -11,9 +11,22 @@ use crate::translate::UpstreamRequest;
 const CREDENTIAL_HEADERS: [&str; 4] =
     ["authorization", "x-api-key", "api-key", "anthropic-version"];
 
-/// Kind-specific body changes after translation. Vertex serves Anthropic's Messages format
-/// with the model in the path instead of the body, and its own `anthropic_version`.
+/// Provider-specific body changes after translation: providers that refuse `stream_options`,
+/// and Vertex, which serves Anthropic's Messages format with the model in the path instead of
+/// the body and its own `anthropic_version`.
 pub fn adapt(provider: &Provider, model: &str, up: &mut UpstreamRequest) {
+    if up.stream && !provider.options.stream_options {
+        // The provider rejects `stream_options` (and reports a stream's usage on its own,
+        // which the stream translator reads and forwards to clients that asked for it).
+        if let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(&up.body)
+            && body.remove("stream_options").is_some()
+            && let Ok(bytes) = serde_json::to_vec(&body)
+        {
+            up.body = bytes;
+            up.usage_injected = false;
+        }
+        return;
+    }
     if provider.kind != ProviderKind::Vertex || !is_vertex_claude(model) {
         return;
     }

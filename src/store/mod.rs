@@ -33,7 +33,7 @@
 //! **Costs** are kept as integer nano-USD (exact sums; a counter holds up to ~9 million USD).
 //!
 //! **Hot path** (Redis): `lookup` is one HGETALL, `reserve` and `true_up` one script call each,
-//! every call bounded by `op_timeout` (50 ms by default); failures are `StoreError`s and the
+//! every call bounded by `op_timeout` (250 ms by default; loopback Redis answers in well under a millisecond, so only a sick Redis reaches it); failures are `StoreError`s and the
 //! caller decides whether to fail open or closed. Nothing is cached locally.
 
 mod memory;
@@ -98,7 +98,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            op_timeout: Duration::from_millis(50),
+            op_timeout: Duration::from_millis(250),
             admin_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             log_max_len: 100_000,

@@ -82,7 +82,15 @@ impl Drop for RedisServer {
 }
 
 /// Test options: generous hot-path timeouts so a loaded CI machine does not flake (the timeout
-/// tests use the 50 ms default on purpose).
+/// tests use `fast()` on purpose).
+/// A tight 50 ms hot-path timeout, for the tests that prove calls are bounded.
+fn fast() -> StoreOptions {
+    StoreOptions {
+        op_timeout: Duration::from_millis(50),
+        ..StoreOptions::default()
+    }
+}
+
 fn opts() -> StoreOptions {
     StoreOptions {
         op_timeout: Duration::from_millis(1000),
@@ -904,9 +912,9 @@ async fn redis_down_is_an_error_within_the_timeout() {
     );
     assert!(t.elapsed() < Duration::from_millis(1500));
 
-    // Connected, then the server dies: every hot-path call errs within the 50 ms default.
+    // Connected, then the server dies: every hot-path call errs within the 50 ms bound.
     let server = RedisServer::start();
-    let s = server.store_with(StoreOptions::default()).await;
+    let s = server.store_with(fast()).await;
     let (_, key) = s
         .create_key(NewKey {
             name: "x".into(),
@@ -940,7 +948,7 @@ async fn redis_down_is_an_error_within_the_timeout() {
 #[tokio::test]
 async fn a_stalled_redis_times_out_instead_of_hanging() {
     let server = RedisServer::start();
-    let s = server.store_with(StoreOptions::default()).await;
+    let s = server.store_with(fast()).await;
     let (_, key) = s
         .create_key(NewKey {
             name: "x".into(),

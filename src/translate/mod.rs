@@ -10,6 +10,8 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod cohere;
 pub mod gemini;
+#[cfg(test)]
+mod golden;
 pub mod images;
 pub mod inbound_anthropic;
 pub mod openai;

@@ -17,6 +17,8 @@ the official SDKs:
                                       in AWS event-stream frames, ``invoke`` for Titan and
                                       Cohere embeddings); SigV4 verified when ``aws_secret``
 * ``POST .../v2/chat``, ``.../v2/embed`` Cohere v2 (SSE with typed events)
+* ``POST /mistral/v1/chat/completions`` Mistral's quirks: 422 on ``stream_options``, usage
+                                      on the final stream chunk
 * ``POST .../openai/deployments/D/...``  Azure OpenAI (``api-key`` and ``api-version``
                                       required; answers as model D)
 
@@ -299,6 +301,12 @@ class _Handler(BaseHTTPRequestHandler):
             if "api-version=" not in self.query:
                 return self._send_json(404, {"error": {"code": "404", "message": "Resource not found"}})
             self.req["model"] = azure.group(1)
+        if self.route.startswith("/mistral/") and "stream_options" in self.req:
+            # Mistral's API forbids unknown fields, stream_options included.
+            return self._send_json(422, {"object": "error", "message": {"detail": [{
+                "type": "extra_forbidden", "loc": ["body", "stream_options"],
+                "msg": "Extra inputs are not permitted", "input": self.req["stream_options"]}]},
+                "type": "invalid_request_error", "param": None, "code": None})
         if self.route.endswith("/chat/completions"):
             if "messages" not in self.req:
                 return self._send_error(400, "Missing required parameter: 'messages'.")
@@ -446,7 +454,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             chunks += [chunk({"content": piece}) for piece in _split3(p.reply_text)]
         chunks.append(chunk({}, finish))
-        if include_usage:
+        if self.route.startswith("/mistral/"):
+            chunks[-1]["usage"] = usage  # Mistral: usage rides on the final chunk, always
+        elif include_usage:
             chunks.append({"id": cid, "object": "chat.completion.chunk", "created": created,
                            "model": model, "choices": [], "usage": usage})
         events = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks]

@@ -44,6 +44,8 @@ KINDS = {
                 "m-bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0",
                 ("/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse",
                  "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream")),
+    "mistral": ('kind: openai_compatible, base_url: "{url}/mistral/v1", stream_options: false, secret_key_ref: {{ env: MATRIX_SECRET }}',
+                "m-mistral", "mistral-large-latest", ("/mistral/v1/chat/completions",) * 2),
     "cohere": ('kind: cohere, base_url: "{url}", secret_key_ref: {{ env: MATRIX_SECRET }}',
                "m-cohere", "command-r-plus-08-2024", ("/v2/chat",) * 2),
 }
@@ -63,6 +65,7 @@ def credentials_ok(kind: str, headers: dict) -> bool:
         "vertex": ("authorization", f"Bearer {SECRET}"),
         "vertex_claude": ("authorization", f"Bearer {SECRET}"),
         "cohere": ("authorization", f"Bearer {SECRET}"),
+        "mistral": ("authorization", f"Bearer {SECRET}"),
     }[kind]
     others = {"authorization", "api-key", "x-api-key", "x-goog-api-key"} - {want[0]}
     return headers.get(want[0]) == want[1] and not (others & headers.keys())
@@ -223,7 +226,13 @@ def _cohere_body(got, model, stream, tools):
         assert b["tools"][0]["function"]["name"] == "get_weather"
 
 
-REQUEST_CHECKS = {"cohere": _cohere_body, "openai": _openai_body, "azure_openai": _azure_body, "anthropic": _anthropic_body,
+def _mistral_body(got, model, stream, tools):
+    b = got["body"]
+    assert "stream_options" not in b, "Mistral rejects stream_options"
+    assert b["model"] == model and b.get("stream", False) == stream
+
+
+REQUEST_CHECKS = {"cohere": _cohere_body, "mistral": _mistral_body, "openai": _openai_body, "azure_openai": _azure_body, "anthropic": _anthropic_body,
                   "gemini": _gemini_body, "vertex": _gemini_body, "vertex_claude": _vertex_claude_body,
                   "bedrock": _bedrock_body}
 
