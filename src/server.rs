@@ -93,17 +93,17 @@ fn spawn_watcher(loader: Loader, live: Arc<ArcSwap<Snapshot>>) {
     // The watcher re-reads through the loader so session keys survive reloads.
     tokio::spawn(async move {
         let path = loader.path.clone();
-        let mut last = std::fs::read(&path).ok();
+        let mut last = fingerprint(&path, &live.load().secret_files).await;
         let mut tick = tokio::time::interval(Duration::from_millis(300));
         loop {
             tick.tick().await;
-            let Ok(bytes) = tokio::fs::read(&path).await else {
+            let Some(now) = fingerprint(&path, &live.load().secret_files).await else {
                 continue;
             };
-            if last.as_deref() == Some(&bytes[..]) {
+            if last.as_ref() == Some(&now) {
                 continue;
             }
-            last = Some(bytes);
+            last = Some(now);
             match loader.load() {
                 Ok(next) => {
                     for w in &next.warnings {
@@ -118,6 +118,19 @@ fn spawn_watcher(loader: Loader, live: Arc<ArcSwap<Snapshot>>) {
             }
         }
     });
+}
+
+/// The config file's bytes and its secret files' hashes: what a reload depends on. Content,
+/// not mtime, so a ConfigMap's symlink swap (same mtime games) is seen too.
+async fn fingerprint(config: &Path, secrets: &[PathBuf]) -> Option<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let mut out = tokio::fs::read(config).await.ok()?;
+    for f in secrets {
+        // A missing secret file is part of the state too (its reappearance reloads).
+        let bytes = tokio::fs::read(f).await.unwrap_or_default();
+        out.extend_from_slice(&Sha256::digest(&bytes));
+    }
+    Some(out)
 }
 
 pub fn resolve_path(p: &Path) -> PathBuf {

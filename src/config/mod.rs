@@ -387,6 +387,10 @@ pub struct Snapshot {
     pub redis_url: Option<String>,
     pub health: crate::health::Policy,
     pub warnings: Vec<String>,
+    /// Secret files the providers read (`secret_key_ref: { file }`): a change to one reloads
+    /// the config like a change to the file itself, so rotated credentials (Kubernetes secret
+    /// mounts, a refreshed Vertex access token) take effect without a restart.
+    pub secret_files: Vec<PathBuf>,
 }
 
 impl Snapshot {
@@ -442,6 +446,19 @@ impl Snapshot {
             ring: raw.records.ring.unwrap_or(10_000),
         };
 
+        let secret_files: Vec<PathBuf> = raw
+            .providers
+            .iter()
+            .flat_map(|p| {
+                [
+                    &p.secret_key_ref,
+                    &p.access_key_id_ref,
+                    &p.session_token_ref,
+                ]
+            })
+            .filter_map(|r| r.as_ref()?.file.as_ref())
+            .map(|f| base_dir.join(f))
+            .collect();
         let providers = build_providers(raw.providers, base_dir, &mut errors, &mut warnings);
         let health = build_health(&raw.health, &mut errors);
         let provider_ix: HashMap<&str, usize> = providers
@@ -736,6 +753,7 @@ impl Snapshot {
             redis_url: raw.store.redis_url,
             health,
             warnings,
+            secret_files,
         })
     }
 

@@ -79,6 +79,20 @@ def test_hot_reload_good_then_bad_file(own_gateway, providers):
     assert gw.chat("split").status_code == 200
 
 
+def test_a_rotated_secret_file_takes_effect_without_restart(own_gateway, providers):
+    gw = own_gateway
+    secret = gw.dir / "oa.key"
+    secret.write_text("sk-first-secret\n")
+    gw.config_path.write_text(base_config(providers, gw.records_path).replace(
+        "secret_key_ref: { env: E2E_OA_KEY }", f"secret_key_ref: {{ file: {secret} }}", 1))
+    assert wait_for(lambda: gw.chat("gpt-4o").status_code == 200
+                    and providers["oa"].requests[-1]["headers"]["authorization"] == "Bearer sk-first-secret"), gw.logs()
+    secret.write_text("sk-rotated-secret\n")  # e.g. a Kubernetes secret mount updating
+    assert wait_for(lambda: gw.chat("gpt-4o").status_code == 200
+                    and providers["oa"].requests[-1]["headers"]["authorization"] == "Bearer sk-rotated-secret"), gw.logs()
+    assert "sk-rotated-secret" not in gw.logs()
+
+
 def test_weighted_split_within_tolerance(gateway, providers):
     n = 300
     for _ in range(n):
