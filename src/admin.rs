@@ -110,6 +110,12 @@ async fn handle(
     let query = query.as_deref();
     match (req.method(), path.as_str()) {
         (_, "/healthz" | "/readyz") => json_response(200, json!({ "status": "ok" })),
+        (_, "/metrics") => Response::builder()
+            .header("content-type", crate::telemetry::PROMETHEUS_CONTENT_TYPE)
+            .body(Full::new(Bytes::from(
+                shared.telemetry.metrics().render_prometheus(),
+            )))
+            .unwrap_or_default(),
         (_, "/admin/records") => {
             let limit = query_param(query, "limit")
                 .and_then(|v| v.parse().ok())

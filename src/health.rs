@@ -107,7 +107,8 @@ impl Health {
         skip
     }
 
-    pub fn report(&self, backend: &str, ok: bool, policy: Policy, now: Instant) {
+    /// Feed one attempt's outcome; true when it put the backend into cooldown.
+    pub fn report(&self, backend: &str, ok: bool, policy: Policy, now: Instant) -> bool {
         let mut map = self.lock();
         let s = map.entry(backend.to_string()).or_default();
         s.push(!ok);
@@ -117,7 +118,7 @@ impl Health {
             // A request admitted before the cooldown began may still succeed during it; only
             // the probe (after the cooldown) decides recovery.
             if s.cooling_until.is_some_and(|until| now < until) {
-                return;
+                return false;
             }
             if s.cooling_until.take().is_some() {
                 tracing::info!(backend, "backend recovered");
@@ -126,7 +127,7 @@ impl Health {
                 s.seen = 0;
             }
             s.failures = 0;
-            return;
+            return false;
         }
         s.failures += 1;
         let rate = s.error_rate(policy.error_rate_window);
@@ -143,7 +144,9 @@ impl Health {
                 cooldown_ms = policy.cooldown.as_millis() as u64,
                 "backend cooling down"
             );
+            return true;
         }
+        false
     }
 
     pub fn observe_latency(&self, backend: &str, ms: f64) {

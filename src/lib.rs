@@ -8,6 +8,7 @@
 //! - `translate`: provider wire formats (pure); `extproc`: the ext_proc gRPC exchanges;
 //! - `envoy`: the Envoy bootstrap derived from the config; `record`: request records;
 //! - `sigv4`: AWS Signature Version 4 request signing (pure, for Bedrock);
+//! - `telemetry`: OpenTelemetry traces and metrics (OTLP) and the Prometheus registry;
 //! - `store`: dynamic keys, the token/budget ledger, usage and request logs (memory or Redis);
 //! - `server`, `admin`, `up`: processes.
 #![forbid(unsafe_code)]
@@ -25,5 +26,6 @@ pub mod routing;
 pub mod server;
 pub mod sigv4;
 pub mod store;
+pub mod telemetry;
 pub mod translate;
 pub mod up;

@@ -17,6 +17,9 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     pub latency_ms: f64,
     pub error: Option<String>,
+    /// When the attempt started, from the request's start (trace spans are built from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_offset_ms: Option<f64>,
 }
 
 /// A candidate the routing decision left out.
@@ -136,7 +139,8 @@ impl RecordSink {
         sink
     }
 
-    pub fn emit(&self, record: Record) {
+    /// Queue a record for the writer; false when it had to be dropped (counted and logged).
+    pub fn emit(&self, record: Record) -> bool {
         if let Err(e) = self.tx.try_send(record) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             let id = match &e {
@@ -145,7 +149,9 @@ impl RecordSink {
                 }
             };
             tracing::error!(request_id = %id, dropped_total = n, "request record dropped: record queue is full or closed");
+            return false;
         }
+        true
     }
 
     pub fn recent(&self, limit: usize) -> Vec<Record> {

@@ -5,6 +5,7 @@ use crate::config::{ConfigErrors, Snapshot};
 use crate::extproc::{Processor, Shared};
 use crate::record::RecordSink;
 use crate::store::{LogSink, Store, StoreOptions};
+use crate::telemetry::Telemetry;
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,10 +54,12 @@ pub async fn start(loader: Loader, addrs: Addrs) -> anyhow::Result<Running> {
         }
         None => (Store::memory(), None),
     };
+    let telemetry = Telemetry::start(snap.telemetry.clone());
+    telemetry.set_providers(&snap);
     let sink = RecordSink::start(snap.records.path.clone(), snap.records.ring, store_log);
     let live = Arc::new(ArcSwap::from_pointee(snap));
-    let shared = Arc::new(Shared::new(live.clone(), sink, store));
-    spawn_watcher(loader, live);
+    let shared = Arc::new(Shared::new(live.clone(), sink, store, telemetry.clone()));
+    spawn_watcher(loader, live, telemetry);
 
     let service = Processor::new(shared.clone()).into_service();
     let router = tonic::transport::Server::builder()
@@ -89,7 +92,7 @@ pub async fn start(loader: Loader, addrs: Addrs) -> anyhow::Result<Running> {
     Ok(Running { shared })
 }
 
-fn spawn_watcher(loader: Loader, live: Arc<ArcSwap<Snapshot>>) {
+fn spawn_watcher(loader: Loader, live: Arc<ArcSwap<Snapshot>>, telemetry: Telemetry) {
     // The watcher re-reads through the loader so session keys survive reloads.
     tokio::spawn(async move {
         let path = loader.path.clone();
@@ -109,10 +112,13 @@ fn spawn_watcher(loader: Loader, live: Arc<ArcSwap<Snapshot>>) {
                     for w in &next.warnings {
                         tracing::warn!(config = %path.display(), "{w}");
                     }
+                    telemetry.set_providers(&next);
+                    telemetry.metrics().config_reload(true);
                     live.store(Arc::new(next));
                     tracing::info!(config = %path.display(), "config reloaded");
                 }
                 Err(errors) => {
+                    telemetry.metrics().config_reload(false);
                     tracing::error!(config = %path.display(), errors = %errors, "config reload rejected; keeping the running config");
                 }
             }

@@ -391,6 +391,8 @@ pub struct Snapshot {
     /// the config like a change to the file itself, so rotated credentials (Kubernetes secret
     /// mounts, a refreshed Vertex access token) take effect without a restart.
     pub secret_files: Vec<PathBuf>,
+    /// OpenTelemetry export (`None` = off). Read at start; a change needs a restart.
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
 }
 
 impl Snapshot {
@@ -461,6 +463,14 @@ impl Snapshot {
             .collect();
         let providers = build_providers(raw.providers, base_dir, &mut errors, &mut warnings);
         let health = build_health(&raw.health, &mut errors);
+        let telemetry =
+            match crate::telemetry::TelemetryConfig::from_raw(raw.telemetry.as_ref(), base_dir) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            };
         let provider_ix: HashMap<&str, usize> = providers
             .iter()
             .enumerate()
@@ -754,6 +764,7 @@ impl Snapshot {
             health,
             warnings,
             secret_files,
+            telemetry,
         })
     }
 

@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub health: RawHealth,
+    #[serde(default)]
+    pub telemetry: Option<crate::telemetry::RawTelemetry>,
 }
 
 #[derive(Debug, Default, Deserialize)]

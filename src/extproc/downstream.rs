@@ -65,10 +65,13 @@ impl DownstreamExchange {
     }
 
     async fn on_request_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
+        let trace = self.shared.telemetry.begin(header(h, "traceparent"));
         let state = Arc::new(RequestState::new(
             self.shared.next_request_id(),
             self.shared.sink.clone(),
             self.shared.store.clone(),
+            self.shared.telemetry.clone(),
+            trace,
         ));
         self.state = Some(state.clone());
         let snap = self.shared.live.load_full();

@@ -45,6 +45,8 @@ pub struct Shared {
     pub health: crate::health::Health,
     /// Dynamic keys and the token/budget ledger (Redis, or in memory).
     pub store: crate::store::Store,
+    /// Metrics (always) and traces (when configured).
+    pub telemetry: crate::telemetry::Telemetry,
     id_prefix: u64,
     id_counter: AtomicU64,
 }
@@ -54,8 +56,10 @@ impl Shared {
         live: Arc<ArcSwap<Snapshot>>,
         sink: RecordSink,
         store: crate::store::Store,
+        telemetry: crate::telemetry::Telemetry,
     ) -> Shared {
         Shared {
+            telemetry,
             live,
             registry: Registry::default(),
             sink,
@@ -166,6 +170,7 @@ struct StreamGuard(Arc<Shared>);
 impl StreamGuard {
     fn new(shared: Arc<Shared>) -> StreamGuard {
         shared.streams.fetch_add(1, Ordering::Relaxed);
+        shared.telemetry.metrics().extproc_streams_inc();
         StreamGuard(shared)
     }
 }
@@ -173,6 +178,7 @@ impl StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.0.streams.fetch_sub(1, Ordering::Relaxed);
+        self.0.telemetry.metrics().extproc_streams_dec();
     }
 }
 

@@ -9,6 +9,7 @@ use crate::errors::Rejection;
 use crate::record::{AttemptRecord, Record, RecordSink};
 use crate::routing::Plan;
 use crate::store::{Actual, Reservation, Store};
+use crate::telemetry::{RequestTrace, Telemetry};
 use crate::translate::{Inbound, Usage};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,10 +71,19 @@ pub struct RequestState {
     inner: Mutex<Inner>,
     sink: RecordSink,
     store: Store,
+    telemetry: Telemetry,
+    /// The request's trace (when tracing is on): attempts propagate it to providers.
+    pub trace: Option<RequestTrace>,
 }
 
 impl RequestState {
-    pub fn new(id: String, sink: RecordSink, store: Store) -> RequestState {
+    pub fn new(
+        id: String,
+        sink: RecordSink,
+        store: Store,
+        telemetry: Telemetry,
+        trace: Option<RequestTrace>,
+    ) -> RequestState {
         RequestState {
             id,
             started: Instant::now(),
@@ -82,6 +92,8 @@ impl RequestState {
             inner: Mutex::new(Inner::default()),
             sink,
             store,
+            telemetry,
+            trace,
         }
     }
 
@@ -174,6 +186,7 @@ impl RequestState {
                     status: a.status,
                     latency_ms: ms(a.ended.unwrap_or(end).saturating_duration_since(a.started)),
                     error: a.error.clone(),
+                    start_offset_ms: Some(ms(a.started.saturating_duration_since(self.started))),
                 })
                 .collect(),
             skipped: match (&inner.plan, &inner.snapshot) {
@@ -215,7 +228,10 @@ impl Drop for RequestState {
     fn drop(&mut self) {
         let record = self.to_record();
         self.true_up(&record);
-        self.sink.emit(record);
+        self.telemetry.on_record(&record, self.trace.as_ref());
+        if !self.sink.emit(record) {
+            self.telemetry.metrics().record_dropped(1);
+        }
     }
 }
 

@@ -82,6 +82,20 @@ impl UpstreamExchange {
         }
     }
 
+    /// Feed the attempt's outcome to backend health (and the cooldown metric).
+    fn report_health(&self, ok: bool) {
+        if self
+            .shared
+            .health
+            .report(&self.backend, ok, self.policy, Instant::now())
+        {
+            self.shared
+                .telemetry
+                .metrics()
+                .backend_cooldown(&self.backend);
+        }
+    }
+
     /// The request state, once this attempt is registered in it (so `self.attempt` is valid).
     fn live_state(&self) -> Option<Arc<RequestState>> {
         if self.live { self.state.clone() } else { None }
@@ -192,6 +206,10 @@ impl UpstreamExchange {
         super::providers::adapt(provider, &target.provider_model, &mut up);
         let mut m = Mutation::default();
         super::providers::address(provider, &target.provider_model, &up, &mut m);
+        // W3C trace context: the provider's span is a child of this attempt's span.
+        if let Some(trace) = &state.trace {
+            m.set("traceparent", trace.traceparent_for_attempt(self.attempt));
+        }
         // We must read the response to translate it and count tokens.
         m.remove("accept-encoding");
         for h in [
@@ -222,9 +240,7 @@ impl UpstreamExchange {
         attempt.status = Some(status);
         let retriable = status == 429 || status >= 500;
         // The backend answered: a 429/5xx counts against its health, anything else for it.
-        self.shared
-            .health
-            .report(&self.backend, !retriable, self.policy, Instant::now());
+        self.report_health(!retriable);
         let last = attempt.position + 1 >= plan_len;
         let mut m = Mutation::default();
         if status >= 400 {
@@ -519,9 +535,7 @@ impl Drop for UpstreamExchange {
         a.ended = Some(Instant::now());
         let committed = a.committed;
         // No complete response: connect failure, reset, timeout, or a stream cut.
-        self.shared
-            .health
-            .report(&self.backend, false, self.policy, Instant::now());
+        self.report_health(false);
         let reason = match (a.status, committed) {
             (None, _) => "no response (connect failure, reset or timeout)".to_string(),
             (Some(s), false) => format!("status {s}: connection lost before the first token"),
