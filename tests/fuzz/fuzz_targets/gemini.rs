@@ -1,0 +1,5 @@
+#![no_main]
+#[path = "common.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::run(switchyard::translate::Wire::Gemini, data));
