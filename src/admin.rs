@@ -187,11 +187,32 @@ async fn store_api(
                     .filter_map(|m| m.as_str().map(str::to_string))
                     .collect()
             });
+            // Routing: the same `routing:` section a static key has, as YAML text or JSON,
+            // validated against the live catalog now (and again on every use).
+            let routing_yaml = match v.get("routing") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(yaml)) => Some(yaml.clone()),
+                Some(obj) => match serde_yaml::to_string(obj) {
+                    Ok(yaml) => Some(yaml),
+                    Err(e) => return error(400, "invalid_request_error", format!("routing: {e}")),
+                },
+            };
+            if let Some(yaml) = &routing_yaml
+                && let Err(errors) = shared.live.load().key_routing_from_yaml(name, yaml)
+            {
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                return json_response(
+                    400,
+                    json!({ "error": { "message": format!("invalid routing configuration: {}", list.join("; ")),
+                                       "type": "invalid_request_error", "code": "invalid_routing", "param": "routing" },
+                            "errors": list }),
+                );
+            }
             let new = NewKey {
                 name: name.to_string(),
                 limits,
                 allowed_models,
-                routing_yaml: None,
+                routing_yaml,
             };
             match store.create_key(new).await {
                 Ok((info, key)) => json_response(

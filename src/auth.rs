@@ -57,16 +57,23 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// A dynamic key from the store. (Its routing configuration is set in the store by the
-    /// admin API; keys created from the CLI use the model as sent.)
-    pub fn from_store(info: crate::store::KeyInfo) -> Principal {
-        Principal {
+    /// A dynamic key from the store, its routing configuration (stored as YAML) validated
+    /// against the live catalog.
+    pub fn from_store(
+        info: crate::store::KeyInfo,
+        snap: &crate::config::Snapshot,
+    ) -> Result<Principal, Vec<crate::config::ConfigError>> {
+        let routing = match &info.routing_yaml {
+            Some(yaml) => Some(snap.key_routing_from_yaml(&info.name, yaml)?),
+            None => None,
+        };
+        Ok(Principal {
             id: info.id,
             name: info.name,
             limits: info.limits,
             allowed_models: info.allowed_models,
-            routing: None,
-        }
+            routing,
+        })
     }
 
     pub fn may_use(&self, model: &str) -> bool {

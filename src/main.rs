@@ -135,6 +135,9 @@ enum KeysCmd {
         daily_usd: f64,
         #[arg(long, default_value_t = 0.0)]
         monthly_usd: f64,
+        /// With --admin: a YAML file holding the key's `routing:` section (validated like lint)
+        #[arg(long)]
+        routing: Option<PathBuf>,
     },
     /// Dynamic keys with their usage (never the keys themselves)
     List {
@@ -240,6 +243,7 @@ fn main() -> anyhow::Result<()> {
                     output_tokens_per_hour,
                     daily_usd,
                     monthly_usd,
+                    routing,
                 },
         } => admin_command(
             &admin,
@@ -247,6 +251,10 @@ fn main() -> anyhow::Result<()> {
             "/admin/keys",
             Some(serde_json::json!({
                 "name": name,
+                "routing": match routing {
+                    Some(f) => Some(std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?),
+                    None => None,
+                },
                 "rate_limit": { "total_tokens_per_hour": total_tokens_per_hour, "input_tokens_per_hour": input_tokens_per_hour,
                                 "output_tokens_per_hour": output_tokens_per_hour, "daily_usd": daily_usd, "monthly_usd": monthly_usd },
             })),

@@ -541,41 +541,7 @@ impl Snapshot {
                        provider: Option<&str>,
                        errors: &mut Vec<ConfigError>|
          -> Option<Target> {
-            if let Some(pid) = provider {
-                let Some(&p) = provider_ix.get(pid) else {
-                    errors.push(err(
-                        format!("{path}.provider"),
-                        format!("unknown provider '{pid}' in model group"),
-                        format!(
-                            "add a provider with id '{pid}' under providers:, or use one of: {}",
-                            known(provider_ix.keys())
-                        ),
-                    ));
-                    return None;
-                };
-                // A catalog entry for the same provider lends its pricing.
-                let cat = models.get(model).filter(|m| m.provider == p);
-                return Some(Target {
-                    provider: p,
-                    provider_model: cat
-                        .map_or_else(|| model.to_string(), |m| m.provider_model.clone()),
-                    pricing: cat.map(|m| m.pricing.clone()).unwrap_or_default(),
-                    max_output_tokens: cat.and_then(|m| m.max_output_tokens),
-                    context_window: cat.and_then(|m| m.context_window),
-                    enabled: cat.is_none_or(|m| m.enabled),
-                });
-            }
-            match models.get(model) {
-                Some(m) => Some(target_of(m)),
-                None => {
-                    errors.push(err(
-                        format!("{path}.model"),
-                        format!("unknown model '{model}'"),
-                        "add it to models: (the catalog), or give the entry a provider:",
-                    ));
-                    None
-                }
-            }
+            resolve_target(&models, &provider_ix, path, model, provider, errors)
         };
 
         let mut groups = HashMap::new();
@@ -835,6 +801,96 @@ pub struct KeyRouting {
 }
 
 /// Resolves a (path, model, optional provider) reference to a target, recording errors.
+/// A route's `model` (optionally pinned to a `provider`) → the target it names.
+fn resolve_target(
+    models: &HashMap<String, Model>,
+    provider_ix: &HashMap<&str, usize>,
+    path: &str,
+    model: &str,
+    provider: Option<&str>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Target> {
+    if let Some(pid) = provider {
+        let Some(&p) = provider_ix.get(pid) else {
+            errors.push(err(
+                format!("{path}.provider"),
+                format!("unknown provider '{pid}' in model group"),
+                format!(
+                    "add a provider with id '{pid}' under providers:, or use one of: {}",
+                    known(provider_ix.keys())
+                ),
+            ));
+            return None;
+        };
+        // A catalog entry for the same provider lends its pricing.
+        let cat = models.get(model).filter(|m| m.provider == p);
+        return Some(Target {
+            provider: p,
+            provider_model: cat.map_or_else(|| model.to_string(), |m| m.provider_model.clone()),
+            pricing: cat.map(|m| m.pricing.clone()).unwrap_or_default(),
+            max_output_tokens: cat.and_then(|m| m.max_output_tokens),
+            context_window: cat.and_then(|m| m.context_window),
+            enabled: cat.is_none_or(|m| m.enabled),
+        });
+    }
+    match models.get(model) {
+        Some(m) => Some(target_of(m)),
+        None => {
+            errors.push(err(
+                format!("{path}.model"),
+                format!("unknown model '{model}'"),
+                "add it to models: (the catalog), or give the entry a provider:",
+            ));
+            None
+        }
+    }
+}
+
+impl Snapshot {
+    /// A dynamic key's routing configuration (YAML, the same `routing:` section a static key
+    /// has), validated against this snapshot's catalog exactly as `lint` validates the file.
+    pub fn key_routing_from_yaml(
+        &self,
+        key_name: &str,
+        yaml: &str,
+    ) -> Result<KeyRouting, Vec<ConfigError>> {
+        let raw: raw::RawRouting = serde_yaml::from_str(yaml).map_err(|e| {
+            vec![err(
+                "routing",
+                format!("invalid routing configuration: {e}"),
+                "write the same routing: section a key in the config file has",
+            )]
+        })?;
+        let provider_ix: HashMap<&str, usize> = self
+            .providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.as_str(), i))
+            .collect();
+        let resolve = |path: &str,
+                       model: &str,
+                       provider: Option<&str>,
+                       errors: &mut Vec<ConfigError>|
+         -> Option<Target> {
+            resolve_target(&self.models, &provider_ix, path, model, provider, errors)
+        };
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let routing = build_key_routing(
+            "routing",
+            key_name,
+            raw,
+            &self.limits,
+            &resolve,
+            &mut errors,
+            &mut warnings,
+        );
+        match routing {
+            Some(r) if errors.is_empty() => Ok(r),
+            _ => Err(errors),
+        }
+    }
+}
+
 type Resolver<'a> = dyn Fn(&str, &str, Option<&str>, &mut Vec<ConfigError>) -> Option<Target> + 'a;
 
 fn build_key_routing(

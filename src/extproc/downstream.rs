@@ -105,7 +105,20 @@ impl DownstreamExchange {
         let principal = match snap.keys.get(&KeyHash::of(key)) {
             Some(p) => p.clone(),
             None => match self.shared.store.lookup(key).await {
-                Ok(Some(info)) => Arc::new(crate::auth::Principal::from_store(info)),
+                Ok(Some(info)) => match crate::auth::Principal::from_store(info, &snap) {
+                    Ok(p) => Arc::new(p),
+                    Err(errors) => {
+                        let why = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+                        tracing::error!(errors = ?why, "a dynamic key's routing no longer validates");
+                        return self.reject(
+                            &state,
+                            Rejection::internal(format!(
+                                "this key's routing configuration no longer matches the gateway's catalog: {}",
+                                why.join("; ")
+                            )),
+                        );
+                    }
+                },
                 Ok(None) => return self.reject(&state, Rejection::unknown_key()),
                 Err(e) => {
                     tracing::warn!(error = %e, "dynamic key lookup failed");

@@ -148,3 +148,31 @@ def test_logs_tail_reads_the_store_and_follows_new_records(pair):
     finally:
         follower.kill()
         follower.wait()
+
+
+def test_a_dynamic_key_carries_its_own_routing_configuration(pair, providers, tmp_path):
+    a, b = pair
+    routing = tmp_path / "routing.yaml"
+    routing.write_text("""
+active: true
+strategy: rules
+routes:
+  - { name: chat-model, model: gpt-4o }
+rules:
+  - when: { tag: tier, op: eq, value: bulk }
+    use: [ { model: llama3 } ]
+""")
+    out = cli("keys", "create", "--name", "routed-dyn", "--routing", str(routing), admin=a.admin)
+    assert out.returncode == 0, out.stderr
+    key = out.stdout.strip()
+    r = b.post("/v1/chat/completions", {"model": "chat-model", "messages": [{"role": "user", "content": "x"}]}, key=key)
+    assert r.status_code == 200 and r.headers["x-switchyard-resolved-model"] == "gpt-4o"
+    r = b.post("/v1/chat/completions", {"model": "chat-model", "messages": [{"role": "user", "content": "x"}]},
+               key=key, headers={"x-switchyard-tags": "tier=bulk"})
+    assert r.status_code == 200 and r.headers["x-switchyard-resolved-model"] == "llama3.1:8b"
+    rec = b.record(r.headers["x-switchyard-request-id"])
+    assert rec["strategy"] == "rules" and rec["key_name"] == "routed-dyn"
+
+    routing.write_text("active: true\nroutes: [ { name: chat-model, model: ghost } ]\n")
+    bad = cli("keys", "create", "--name", "broken", "--routing", str(routing), admin=a.admin)
+    assert bad.returncode != 0 and "unknown model 'ghost'" in bad.stderr
