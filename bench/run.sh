@@ -11,7 +11,8 @@
 # ("1 16 64"), BENCH_EXTPROC (tcp | unix: how Envoy reaches the processor), BENCH_LOADGEN_THREADS
 # (1), BENCH_UPSTREAM_THREADS (1), ENVOY_BIN (.venv/bin/envoy), SWITCHYARD_BIN (the release
 # build; set it to compare another build), BENCH_OUT (bench/results-latest.md), BENCH_KEEP=1
-# keeps the work dir.
+# keeps the work dir, BENCH_TELEMETRY=1 turns tracing on (every request sampled, exported over
+# OTLP/HTTP to a local collector that accepts and discards) to measure what telemetry costs.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -95,6 +96,23 @@ providers:
 models:
   - { name: bench-model, provider: bench }
 EOF
+if [[ ${BENCH_TELEMETRY:-0} == 1 ]]; then
+  # A collector that accepts every OTLP/HTTP export and discards it.
+  COLLECTOR_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  python3 - "$COLLECTOR_PORT" >"$WORK/collector.log" 2>&1 <<'PY' &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+  PIDS+=("$!")
+  echo "telemetry: { otlp_endpoint: \"http://127.0.0.1:$COLLECTOR_PORT\", protocol: http, sampling_ratio: 1.0 }" >>"$WORK/switchyard.yaml"
+  log "telemetry on: every request traced, exported to :$COLLECTOR_PORT"
+fi
 case $EXTPROC_TRANSPORT in
   tcp) EXTPROC_ADDR=127.0.0.1:$SY_EXTPROC ;;
   unix) EXTPROC_ADDR=unix:$WORK/extproc.sock ;;
