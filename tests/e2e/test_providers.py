@@ -51,6 +51,17 @@ KINDS = {
 }
 
 
+# Embedding models per kind: (catalog name, provider id, provider model, request path).
+EMBEDDINGS = [
+    ("e-openai", "p-openai", "text-embedding-3-small", "/v1/embeddings"),
+    ("e-azure", "p-azure-openai", "emb-deployment", "/openai/deployments/emb-deployment/embeddings"),
+    ("e-gemini", "p-gemini", "gemini-embedding-001", "/v1beta/models/gemini-embedding-001:batchEmbedContents"),
+    ("e-bedrock", "p-bedrock", "cohere.embed-english-v3", "/model/cohere.embed-english-v3/invoke"),
+    ("e-cohere", "p-cohere", "embed-english-v3.0", "/v2/embed"),
+]
+EMBEDDING_MODELS = "\n".join(f'  - {{ name: {n}, provider: {p}, provider_model: "{m}" }}' for n, p, m, _ in EMBEDDINGS)
+
+
 def credentials_ok(kind: str, headers: dict) -> bool:
     """The provider's own credential scheme, and no other provider's."""
     if kind == "bedrock":
@@ -94,6 +105,7 @@ providers:
 {providers_yaml}
 models:
 {models_yaml}
+{EMBEDDING_MODELS}
 keys:
   - {{ name: matrix, hash: "sha256:{hashlib.sha256(CLIENT_KEY.encode()).hexdigest()}" }}
 """)
@@ -326,3 +338,20 @@ def test_anthropic_sdk_lists_models_in_anthropic_shape(matrix):
     gw, _ = matrix
     ids = [m.id for m in anthropic_sdk(gw).models.list()]
     assert "m-openai" in ids and "m-bedrock" in ids
+
+
+@pytest.mark.parametrize("name,provider,provider_model,path", EMBEDDINGS, ids=[e[0] for e in EMBEDDINGS])
+def test_embeddings_reach_every_embedding_provider(matrix, name, provider, provider_model, path):
+    gw, fake = matrix
+    fake.reset()
+    raw = sdk(gw).embeddings.with_raw_response.create(model=name, input=["first text", "second text"],
+                                                      encoding_format="float")
+    emb = raw.parse()
+    assert [d.index for d in emb.data] == [0, 1]
+    assert all(len(d.embedding) == 8 and all(isinstance(x, float) for x in d.embedding) for d in emb.data)
+    assert emb.data[0].embedding != emb.data[1].embedding
+    assert raw.headers["x-switchyard-provider"] == provider
+    [got] = fake.requests
+    assert got["path"] == path
+    texts = json.dumps(got["body"])
+    assert "first text" in texts and "second text" in texts
