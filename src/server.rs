@@ -139,6 +139,9 @@ async fn fingerprint(config: &Path, secrets: &[PathBuf]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// An absolute path that keeps its symlinks: a Kubernetes ConfigMap mount swaps
+/// `..data -> ..<timestamp>` on update and deletes the old directory, so the watcher must keep
+/// reading through `gateway.yaml -> ..data/gateway.yaml`, not the resolved target.
 pub fn resolve_path(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -463,14 +463,27 @@ impl Snapshot {
             .collect();
         let providers = build_providers(raw.providers, base_dir, &mut errors, &mut warnings);
         let health = build_health(&raw.health, &mut errors);
-        let telemetry =
-            match crate::telemetry::TelemetryConfig::from_raw(raw.telemetry.as_ref(), base_dir) {
-                Ok(t) => t,
-                Err(e) => {
-                    errors.extend(e);
-                    None
-                }
-            };
+        // Without a `telemetry:` section, the standard OpenTelemetry environment variables
+        // turn export on (what the Helm chart sets).
+        let from_env = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty())
+            .map(|endpoint| crate::telemetry::RawTelemetry {
+                otlp_endpoint: Some(endpoint),
+                protocol: std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").ok(),
+                service_name: std::env::var("OTEL_SERVICE_NAME").ok(),
+                ..Default::default()
+            });
+        let telemetry = match crate::telemetry::TelemetryConfig::from_raw(
+            raw.telemetry.as_ref().or(from_env.as_ref()),
+            base_dir,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
         let provider_ix: HashMap<&str, usize> = providers
             .iter()
             .enumerate()
