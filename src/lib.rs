@@ -17,6 +17,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod envoy;
 pub mod errors;
 pub mod extproc;

@@ -486,6 +486,7 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let mut child = up::spawn_envoy(&envoy_bin, &bootstrap, &log_path)?;
     up::wait_ready(&envoy_admin, &mut child, &log_path).await?;
     let host = proxy.replace("0.0.0.0", "127.0.0.1");
+    switchyard::console::set_proxy_endpoint(format!("http://{host}/v1"));
     println!("Switchyard is up.");
     println!("  Proxy endpoint:  http://{host}/v1");
     println!("  Demo key:        {demo_key}");

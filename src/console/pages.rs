@@ -1,0 +1,899 @@
+//! Server-rendered pages. Every value that reaches the HTML goes through `esc`.
+
+use super::data::{self, PERIODS};
+use super::{Ctx, html, url_encode};
+use crate::store::{KeyStats, UsageBy};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Response};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// HTML-escapes text and attribute values.
+pub(crate) fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn usd(v: f64) -> String {
+    if v == 0.0 {
+        "$0.00".into()
+    } else if v < 0.01 {
+        format!("${v:.6}")
+    } else {
+        format!("${v:.2}")
+    }
+}
+
+fn num(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn when(ms: u64) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+        return ms.to_string();
+    };
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+const NAV: [(&str, &str); 6] = [
+    ("/console", "Dashboard"),
+    ("/console/keys", "API Keys"),
+    ("/console/models", "Model Catalog"),
+    ("/console/logs", "Request Logs"),
+    ("/console/usage", "Usage"),
+    ("/console/playground", "Playground"),
+];
+
+fn head(title: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · Switchyard Console</title>\
+         <link rel=\"stylesheet\" href=\"/console/assets/console.css\">\
+         <script src=\"/console/assets/console.js\" defer></script></head>",
+        esc(title)
+    )
+}
+
+/// A signed-in page: navigation, sign-out, the content.
+fn layout(ctx: &Ctx<'_>, current: &str, title: &str, body: &str) -> String {
+    let mut nav = String::new();
+    for (href, label) in NAV {
+        let cur = if href == current {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let _ = write!(nav, "<li><a href=\"{href}\"{cur}>{label}</a></li>");
+    }
+    format!(
+        "{}<body><a class=\"skip\" href=\"#main\">Skip to content</a>\
+         <header class=\"top\"><span class=\"brand\">Switchyard Console</span>\
+         <nav aria-label=\"Main\"><ul>{nav}</ul></nav>\
+         <form method=\"post\" action=\"/console/logout\" class=\"signout\">{}\
+         <button type=\"submit\" class=\"link\">Sign out</button></form></header>\
+         <main id=\"main\" tabindex=\"-1\"><h1>{}</h1>{body}</main></body></html>",
+        head(title),
+        csrf_field(ctx),
+        esc(title)
+    )
+}
+
+fn csrf_field(ctx: &Ctx<'_>) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(&ctx.csrf)
+    )
+}
+
+pub(crate) fn login(enabled: bool, error: Option<&str>) -> String {
+    let err = error.map_or(String::new(), |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))
+    });
+    let form = if enabled {
+        "<form method=\"post\" action=\"/console/login\" class=\"card narrow\">\
+         <label for=\"token\">Admin token</label>\
+         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+         <button type=\"submit\">Sign in</button></form>"
+    } else {
+        "<p class=\"card narrow\">The Console is disabled: start the processor with \
+         <code>SWITCHYARD_ADMIN_TOKEN</code> set, then sign in with that token.</p>"
+    };
+    format!(
+        "{}<body><main id=\"main\" class=\"login\"><h1>Sign in to Switchyard Console</h1>{err}{form}</main></body></html>",
+        head("Sign in")
+    )
+}
+
+pub(crate) fn message(ctx: &Ctx<'_>, title: &str, text: &str) -> String {
+    layout(ctx, "", title, &format!("<p>{}</p>", esc(text)))
+}
+
+fn copyable(id: &str, label: &str, value: &str) -> String {
+    format!(
+        "<div class=\"copy\"><label for=\"{id}\">{label}</label>\
+         <input id=\"{id}\" readonly value=\"{}\" class=\"mono\">\
+         <button type=\"button\" data-copy=\"{id}\" aria-label=\"Copy {label}\">Copy</button></div>",
+        esc(value)
+    )
+}
+
+fn period_picker(current: &str, action: &str, extra: &str) -> String {
+    let mut opts = String::new();
+    for (id, label, _) in PERIODS {
+        let sel = if id == current { " selected" } else { "" };
+        let _ = write!(opts, "<option value=\"{id}\"{sel}>{label}</option>");
+    }
+    format!(
+        "<form method=\"get\" action=\"{action}\" class=\"inline\">{extra}\
+         <label for=\"period\">Period</label>\
+         <select id=\"period\" name=\"period\" data-autosubmit>{opts}</select>\
+         <button type=\"submit\">Apply</button></form>"
+    )
+}
+
+fn store_error(ctx: &Ctx<'_>, e: &crate::store::StoreError) -> Response<Full<Bytes>> {
+    html(
+        503,
+        message(
+            ctx,
+            "Store unavailable",
+            &format!("The store did not answer: {e}"),
+        ),
+    )
+}
+
+pub(crate) async fn get(ctx: &Ctx<'_>, path: &str) -> Response<Full<Bytes>> {
+    match path {
+        "/console" => dashboard(ctx).await,
+        "/console/keys" => keys_page(ctx, None, None).await,
+        "/console/models" => models_page(ctx),
+        "/console/logs" => logs_page(ctx).await,
+        "/console/usage" => usage_page(ctx).await,
+        "/console/playground" => html(200, playground_page(ctx, None, None)),
+        p if p.starts_with("/console/models/") => {
+            model_page(ctx, &super::url_decode(&p["/console/models/".len()..]))
+        }
+        p if p.starts_with("/console/keys/") && p.ends_with("/revoke") => {
+            let id = &p["/console/keys/".len()..p.len() - "/revoke".len()];
+            revoke_confirm(ctx, &super::url_decode(id)).await
+        }
+        p if p.starts_with("/console/keys/") => {
+            key_page(ctx, &super::url_decode(&p["/console/keys/".len()..])).await
+        }
+        _ => html(404, message(ctx, "Not found", "There is no such page.")),
+    }
+}
+
+pub(crate) async fn post(
+    ctx: &Ctx<'_>,
+    method: &Method,
+    path: &str,
+    form: HashMap<String, String>,
+) -> Response<Full<Bytes>> {
+    match (method, path) {
+        (&Method::POST, "/console/keys") => {
+            let field = |f: &str| form.get(f).cloned();
+            match data::validate_create(form.get("name").map(String::as_str), &field) {
+                Err(e) => keys_page(ctx, None, Some(&e)).await,
+                Ok(c) => match data::create_key(&ctx.shared.store, c).await {
+                    Ok((info, key)) => keys_page(ctx, Some((&info.name, &key)), None).await,
+                    Err(e) => store_error(ctx, &e),
+                },
+            }
+        }
+        (&Method::POST, p) if p.starts_with("/console/keys/") && p.ends_with("/revoke") => {
+            let id = super::url_decode(&p["/console/keys/".len()..p.len() - "/revoke".len()]);
+            match ctx.shared.store.revoke(&id).await {
+                Ok(true) => {
+                    super::redirect(&format!("/console/keys?revoked={}", url_encode(&id)), None)
+                }
+                Ok(false) => html(404, message(ctx, "Not found", "No such key.")),
+                Err(e) => store_error(ctx, &e),
+            }
+        }
+        (&Method::POST, "/console/playground") => {
+            let s = |f: &str| form.get(f).map(|v| v.trim()).unwrap_or("");
+            let (key, model, msg) = (s("key"), s("model"), s("message"));
+            if key.is_empty() || model.is_empty() || msg.is_empty() {
+                return html(
+                    400,
+                    playground_page(
+                        ctx,
+                        Some(&form),
+                        Some(Err("Key, model and message are all required.".into())),
+                    ),
+                );
+            }
+            let out =
+                super::playground::send(&super::proxy_endpoint(ctx.shared), key, model, msg).await;
+            html(200, playground_page(ctx, Some(&form), Some(out)))
+        }
+        _ => html(
+            405,
+            message(ctx, "Not allowed", "This action is not supported here."),
+        ),
+    }
+}
+
+async fn dashboard(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
+    let (pid, hours) = data::period(ctx);
+    let store = &ctx.shared.store;
+    let (keys, rows) = match (
+        data::keys(store).await,
+        data::usage(store, UsageBy::Key, hours).await,
+    ) {
+        (Ok(k), Ok(r)) => (k, r),
+        (Err(e), _) | (_, Err(e)) => return store_error(ctx, &e),
+    };
+    let requests: u64 = rows.iter().map(|r| r.requests).sum();
+    let spend: f64 = rows.iter().map(|r| r.cost_usd).sum();
+    let mut cards = String::new();
+    for k in keys.iter().filter(|k| !k.revoked) {
+        let u = rows.iter().find(|r| r.name == k.id);
+        let _ = write!(
+            cards,
+            "<li class=\"card\"><h3><a href=\"/console/keys/{}\">{}</a></h3>\
+             <p class=\"mono small\">{}</p><dl><dt>Requests</dt><dd>{}</dd>\
+             <dt>Tokens</dt><dd>{}</dd><dt>Spend</dt><dd>{}</dd>\
+             <dt>Last used</dt><dd>{}</dd></dl></li>",
+            url_encode(&k.id),
+            esc(&k.name),
+            esc(&k.id),
+            num(u.map_or(0, |u| u.requests)),
+            num(u.map_or(0, |u| u.input_tokens + u.output_tokens)),
+            usd(u.map_or(0.0, |u| u.cost_usd)),
+            k.last_used_ms.map_or("never".into(), when),
+        );
+    }
+    if cards.is_empty() {
+        cards = "<li class=\"card\">No API keys yet. <a href=\"/console/keys#create\">Create one</a>.</li>".into();
+    }
+    let body = format!(
+        "<section aria-labelledby=\"ep\"><h2 id=\"ep\">Proxy endpoint</h2>{}\
+         <p class=\"small\">OpenAI- and Anthropic-compatible; send <code>Authorization: Bearer sk-…</code>.</p></section>\
+         <section aria-labelledby=\"sum\"><h2 id=\"sum\">Summary</h2>{}\
+         <div class=\"stats\"><div class=\"stat\"><span>Total requests</span><strong data-testid=\"total-requests\">{}</strong></div>\
+         <div class=\"stat\"><span>Total spend</span><strong data-testid=\"total-spend\">{}</strong></div></div></section>\
+         <section aria-labelledby=\"qa\"><h2 id=\"qa\">Quick actions</h2>\
+         <p><a class=\"button\" href=\"/console/keys#create\">Create API key</a> \
+         <a class=\"button secondary\" href=\"/console/playground\">Open Playground</a></p></section>\
+         <section aria-labelledby=\"kc\"><h2 id=\"kc\">API keys</h2><ul class=\"cards\">{cards}</ul></section>",
+        copyable(
+            "proxy-endpoint",
+            "Proxy endpoint",
+            &super::proxy_endpoint(ctx.shared)
+        ),
+        period_picker(pid, "/console", ""),
+        num(requests),
+        usd(spend),
+    );
+    html(200, layout(ctx, "/console", "Dashboard", &body))
+}
+
+fn limits_text(k: &KeyStats) -> String {
+    let l = &k.limits;
+    let mut parts = Vec::new();
+    if l.total_tokens_per_hour > 0 {
+        parts.push(format!("{} total tok/h", num(l.total_tokens_per_hour)));
+    }
+    if l.input_tokens_per_hour > 0 {
+        parts.push(format!("{} input tok/h", num(l.input_tokens_per_hour)));
+    }
+    if l.output_tokens_per_hour > 0 {
+        parts.push(format!("{} output tok/h", num(l.output_tokens_per_hour)));
+    }
+    if l.daily_usd > 0.0 {
+        parts.push(format!("{}/day", usd(l.daily_usd)));
+    }
+    if l.monthly_usd > 0.0 {
+        parts.push(format!("{}/month", usd(l.monthly_usd)));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+async fn keys_page(
+    ctx: &Ctx<'_>,
+    created: Option<(&str, &str)>,
+    error: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let keys = match data::keys(&ctx.shared.store).await {
+        Ok(k) => k,
+        Err(e) => return store_error(ctx, &e),
+    };
+    let endpoint = super::proxy_endpoint(ctx.shared);
+    let mut body = String::new();
+    if let Some((name, key)) = created {
+        let _ = write!(
+            body,
+            "<section class=\"card created\" role=\"status\" aria-labelledby=\"created-h\">\
+             <h2 id=\"created-h\">Key “{}” created</h2>\
+             <p><strong>Copy it now: it is shown only once</strong> and cannot be retrieved later \
+             (only its hash is stored). If it is lost, revoke it and create another.</p>{}{}</section>",
+            esc(name),
+            copyable("new-key", "API key", key),
+            copyable("proxy-endpoint", "Proxy endpoint", &endpoint),
+        );
+    } else {
+        body.push_str(&copyable("proxy-endpoint", "Proxy endpoint", &endpoint));
+    }
+    if let Some(id) = ctx.query.get("revoked") {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" role=\"status\">Key <span class=\"mono\">{}</span> revoked.</p>",
+            esc(id)
+        );
+    }
+    let mut rows = String::new();
+    for k in &keys {
+        let actions = if k.revoked {
+            "<span class=\"badge off\">revoked</span>".to_string()
+        } else {
+            format!(
+                "<a href=\"/console/keys/{id}\">Configure</a> · \
+                 <a href=\"/console/keys/{id}/revoke\" class=\"danger\">Revoke</a>",
+                id = url_encode(&k.id)
+            )
+        };
+        let _ = write!(
+            rows,
+            "<tr><td><a href=\"/console/keys/{}\">{}</a><div class=\"mono small\">{}</div></td>\
+             <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td>\
+             <td>{}</td><td>{}</td></tr>",
+            url_encode(&k.id),
+            esc(&k.name),
+            esc(&k.id),
+            when(k.created_ms),
+            num(k.requests),
+            num(k.input_tokens),
+            num(k.output_tokens),
+            usd(k.spend_usd),
+            esc(&limits_text(k)),
+            actions
+        );
+    }
+    if rows.is_empty() {
+        rows = "<tr><td colspan=\"7\">No API keys yet.</td></tr>".into();
+    }
+    let err = error.map_or(String::new(), |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))
+    });
+    let _ = write!(
+        body,
+        "<table><caption>API keys (dynamic keys in the store; keys in the config file are not listed)</caption>\
+         <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Created</th><th scope=\"col\">Total requests</th>\
+         <th scope=\"col\">Tokens in / out</th><th scope=\"col\">Total spend</th><th scope=\"col\">Rate limits</th>\
+         <th scope=\"col\">Actions</th></tr></thead><tbody>{rows}</tbody></table>\
+         <section id=\"create\" class=\"card\" aria-labelledby=\"create-h\"><h2 id=\"create-h\">Create API key</h2>{err}\
+         <form method=\"post\" action=\"/console/keys\">{}\
+         <label for=\"key-name\">Name</label>\
+         <input id=\"key-name\" name=\"name\" required maxlength=\"100\" placeholder=\"checkout-service-prod\">\
+         <fieldset><legend>Rate limit (optional; empty or 0 = off; rolling hour)</legend>\
+         <label for=\"rl-total\">Total tokens per hour</label><input id=\"rl-total\" name=\"total_tokens_per_hour\" inputmode=\"numeric\">\
+         <label for=\"rl-in\">Input tokens per hour</label><input id=\"rl-in\" name=\"input_tokens_per_hour\" inputmode=\"numeric\">\
+         <label for=\"rl-out\">Output tokens per hour</label><input id=\"rl-out\" name=\"output_tokens_per_hour\" inputmode=\"numeric\">\
+         <label for=\"rl-day\">Daily budget (USD)</label><input id=\"rl-day\" name=\"daily_usd\" inputmode=\"decimal\">\
+         <label for=\"rl-month\">Monthly budget (USD)</label><input id=\"rl-month\" name=\"monthly_usd\" inputmode=\"decimal\">\
+         </fieldset><button type=\"submit\">Create</button></form></section>",
+        csrf_field(ctx)
+    );
+    let status = if error.is_some() {
+        400
+    } else if created.is_some() {
+        201
+    } else {
+        200
+    };
+    html(status, layout(ctx, "/console/keys", "API Keys", &body))
+}
+
+async fn find_key(ctx: &Ctx<'_>, id: &str) -> Result<Option<KeyStats>, crate::store::StoreError> {
+    let want = if id.starts_with("key_") {
+        id.to_string()
+    } else {
+        format!("key_{id}")
+    };
+    Ok(data::keys(&ctx.shared.store)
+        .await?
+        .into_iter()
+        .find(|k| k.id == want))
+}
+
+async fn key_page(ctx: &Ctx<'_>, id: &str) -> Response<Full<Bytes>> {
+    let k = match find_key(ctx, id).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return html(404, message(ctx, "Not found", "No such key.")),
+        Err(e) => return store_error(ctx, &e),
+    };
+    let revoke = if k.revoked {
+        "<p><span class=\"badge off\">revoked</span></p>".to_string()
+    } else {
+        format!(
+            "<p><a class=\"button danger\" href=\"/console/keys/{}/revoke\">Revoke key</a></p>",
+            url_encode(&k.id)
+        )
+    };
+    let body = format!(
+        "<dl class=\"detail\"><dt>Id</dt><dd class=\"mono\">{}</dd><dt>Created</dt><dd>{}</dd>\
+         <dt>Last used</dt><dd>{}</dd><dt>Total requests</dt><dd>{}</dd>\
+         <dt>Tokens in / out</dt><dd>{} / {}</dd><dt>Total spend</dt><dd>{}</dd>\
+         <dt>Rate limits</dt><dd>{}</dd></dl>\
+         <section class=\"card\" aria-labelledby=\"rc\"><h2 id=\"rc\">Routing configuration</h2>\
+         <p>Requests with this key go to the model they name (no per-key routing yet). \
+         Keys defined in the config file can carry a <code>routing:</code> section.</p></section>\
+         <p><a href=\"/console/logs?key={}\">Request logs for this key</a></p>{revoke}",
+        esc(&k.id),
+        when(k.created_ms),
+        k.last_used_ms.map_or("never".into(), when),
+        num(k.requests),
+        num(k.input_tokens),
+        num(k.output_tokens),
+        usd(k.spend_usd),
+        esc(&limits_text(&k)),
+        url_encode(&k.id),
+    );
+    html(200, layout(ctx, "/console/keys", &k.name, &body))
+}
+
+async fn revoke_confirm(ctx: &Ctx<'_>, id: &str) -> Response<Full<Bytes>> {
+    let k = match find_key(ctx, id).await {
+        Ok(Some(k)) if !k.revoked => k,
+        Ok(_) => return html(404, message(ctx, "Not found", "No such active key.")),
+        Err(e) => return store_error(ctx, &e),
+    };
+    let body = format!(
+        "<div class=\"card narrow\" role=\"alertdialog\" aria-labelledby=\"rv-h\" aria-describedby=\"rv-d\">\
+         <h2 id=\"rv-h\">Revoke “{}”?</h2>\
+         <p id=\"rv-d\">Revocation is immediate and cannot be undone: every request with this key \
+         will get an authentication error. A replacement key has to be created.</p>\
+         <form method=\"post\" action=\"/console/keys/{}/revoke\">{}\
+         <button type=\"submit\" class=\"danger\" autofocus>Revoke permanently</button> \
+         <a href=\"/console/keys\">Cancel</a></form></div>",
+        esc(&k.name),
+        url_encode(&k.id),
+        csrf_field(ctx)
+    );
+    html(200, layout(ctx, "/console/keys", "Revoke API key", &body))
+}
+
+fn models_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
+    let snap = ctx.shared.live.load();
+    let q = ctx.query.get("q").cloned().unwrap_or_default();
+    let status = ctx.query.get("status").cloned().unwrap_or_default();
+    let chosen = data::provider_list(ctx);
+    // Server-side filtering (works without JavaScript); the script filters as you type.
+    let models = data::models(&snap, &q, &chosen, &status);
+    let mut provs = String::new();
+    for p in &snap.providers {
+        let sel = if chosen.contains(&p.id) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(provs, "<option value=\"{0}\"{sel}>{0}</option>", esc(&p.id));
+    }
+    let mut st = String::new();
+    for (v, label) in [
+        ("", "Any status"),
+        ("enabled", "Enabled"),
+        ("disabled", "Disabled"),
+    ] {
+        let sel = if v == status { " selected" } else { "" };
+        let _ = write!(st, "<option value=\"{v}\"{sel}>{label}</option>");
+    }
+    let mut rows = String::new();
+    for m in &models {
+        let s = |f: &str| m.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+        let price = |f: &str| {
+            m.pointer(&format!("/pricing/{f}"))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
+        };
+        let _ = write!(
+            rows,
+            "<tr data-name=\"{}\" data-provider=\"{}\" data-status=\"{}\">\
+             <td><a href=\"/console/models/{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{} / {}</td><td><span class=\"badge {}\">{}</span></td></tr>",
+            esc(&s("name").to_lowercase()),
+            esc(&s("provider")),
+            esc(&s("status")),
+            url_encode(&s("name")),
+            esc(&s("name")),
+            esc(&s("provider")),
+            m.get("context_window")
+                .and_then(Value::as_u64)
+                .map_or("—".into(), num),
+            usd(price("input_per_mtok")),
+            usd(price("output_per_mtok")),
+            if s("status") == "enabled" {
+                "on"
+            } else {
+                "off"
+            },
+            esc(&s("status")),
+        );
+    }
+    let body = format!(
+        "<form method=\"get\" action=\"/console/models\" class=\"filters\" id=\"model-filters\">\
+         <label for=\"q\">Search</label><input id=\"q\" name=\"q\" type=\"search\" value=\"{}\" placeholder=\"Model name\" autocomplete=\"off\">\
+         <label for=\"provider\">Provider</label><select id=\"provider\" name=\"provider\" multiple size=\"{}\">{provs}</select>\
+         <label for=\"status\">Status</label><select id=\"status\" name=\"status\">{st}</select>\
+         <button type=\"submit\">Filter</button></form>\
+         <p class=\"small\" aria-live=\"polite\" id=\"model-count\">{} models</p>\
+         <table id=\"models\"><caption>Model catalog (pricing per 1M tokens, input / output)</caption>\
+         <thead><tr><th scope=\"col\">Model name</th><th scope=\"col\">Provider</th><th scope=\"col\">Context window</th>\
+         <th scope=\"col\">Pricing / 1M tokens</th><th scope=\"col\">Status</th></tr></thead><tbody>{rows}</tbody></table>",
+        esc(&q),
+        snap.providers.len().clamp(2, 6),
+        models.len()
+    );
+    html(200, layout(ctx, "/console/models", "Model Catalog", &body))
+}
+
+fn model_page(ctx: &Ctx<'_>, name: &str) -> Response<Full<Bytes>> {
+    let snap = ctx.shared.live.load();
+    let Some(m) = data::model_json(&snap, name) else {
+        return html(
+            404,
+            message(ctx, "Not found", "No such model in the catalog."),
+        );
+    };
+    let s = |f: &str| m.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+    let u = |f: &str| m.get(f).and_then(Value::as_u64).map_or("—".into(), num);
+    let price = |f: &str| {
+        m.pointer(&format!("/pricing/{f}"))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    let caps: Vec<String> = m
+        .get("capabilities")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(esc).collect())
+        .unwrap_or_default();
+    let caps = if caps.is_empty() {
+        "chat completions".to_string()
+    } else {
+        caps.join(", ")
+    };
+    let body = format!(
+        "<dl class=\"detail\"><dt>Model name</dt><dd class=\"mono\">{}</dd>\
+         <dt>Provider</dt><dd>{} ({})</dd><dt>Provider model</dt><dd class=\"mono\">{}</dd>\
+         <dt>Context window</dt><dd>{} tokens</dd><dt>Max output tokens</dt><dd>{}</dd>\
+         <dt>Input price</dt><dd>{} per 1M tokens</dd><dt>Output price</dt><dd>{} per 1M tokens</dd>\
+         <dt>Capabilities</dt><dd>{caps}</dd><dt>Status</dt><dd><span class=\"badge {}\">{}</span></dd></dl>\
+         <p><a href=\"/console/models\">Back to the catalog</a></p>",
+        esc(&s("name")),
+        esc(&s("provider")),
+        esc(&s("provider_kind")),
+        esc(&s("provider_model")),
+        u("context_window"),
+        u("max_output_tokens"),
+        usd(price("input_per_mtok")),
+        usd(price("output_per_mtok")),
+        if s("status") == "enabled" {
+            "on"
+        } else {
+            "off"
+        },
+        esc(&s("status")),
+    );
+    html(200, layout(ctx, "/console/models", name, &body))
+}
+
+fn text_of(r: &Value, f: &str) -> String {
+    match r.get(f) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "—".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn log_row(r: &Value) -> String {
+    let t = |f: &str| esc(&text_of(r, f));
+    let n = |f: &str| r.get(f).and_then(Value::as_u64).unwrap_or(0);
+    let f = |f: &str| r.get(f).and_then(Value::as_f64).unwrap_or(0.0);
+    let status = n("status");
+    let mut trace = String::new();
+    for (label, field) in [
+        ("Strategy", "strategy"),
+        ("Route", "route"),
+        ("Rule", "rule"),
+        ("Reason", "reason"),
+    ] {
+        if r.get(field).is_some_and(|v| !v.is_null()) {
+            let _ = write!(trace, "<li>{label}: {}</li>", t(field));
+        }
+    }
+    for a in r
+        .get("attempts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(
+            trace,
+            "<li>Attempt: {} / {} → {} in {:.0} ms{}</li>",
+            esc(&text_of(a, "provider")),
+            esc(&text_of(a, "model")),
+            esc(&text_of(a, "status")),
+            a.get("latency_ms").and_then(Value::as_f64).unwrap_or(0.0),
+            a.get("error")
+                .and_then(Value::as_str)
+                .map_or(String::new(), |e| format!(" ({})", esc(e)))
+        );
+    }
+    for s in r
+        .get("skipped")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(
+            trace,
+            "<li>Skipped: {} / {}: {}</li>",
+            esc(&text_of(s, "provider")),
+            esc(&text_of(s, "model")),
+            esc(&text_of(s, "reason"))
+        );
+    }
+    let cls = if (200..300).contains(&status) {
+        "on"
+    } else {
+        "off"
+    };
+    format!(
+        "<li class=\"log\"><details data-request-id=\"{id}\"><summary>\
+         <span class=\"mono\">{ts}</span> <span>{key}</span> <span class=\"mono\">{req_model}</span> \
+         <span class=\"badge {cls}\">{status}</span> <span>{lat:.0} ms</span> <span>{cost}</span></summary>\
+         <dl class=\"detail\"><dt>Request id</dt><dd class=\"mono\">{id}</dd>\
+         <dt>API key</dt><dd>{key} <span class=\"mono small\">{key_id}</span></dd>\
+         <dt>Requested model</dt><dd class=\"mono\">{req_model}</dd>\
+         <dt>Resolved model</dt><dd class=\"mono\" data-field=\"resolved-model\">{model}</dd>\
+         <dt>Provider</dt><dd data-field=\"provider\">{provider}</dd>\
+         <dt>Tokens in / out</dt><dd data-field=\"tokens\">{inp} / {out}</dd>\
+         <dt>Latency</dt><dd data-field=\"latency\">{lat:.0} ms (gateway overhead {ovh:.1} ms)</dd>\
+         <dt>Cost</dt><dd data-field=\"cost\">{cost}</dd>\
+         <dt>Outcome</dt><dd>{outcome} {error}</dd><dt>Endpoint</dt><dd class=\"mono\">{endpoint}</dd>\
+         <dt>Decision trace</dt><dd><ul class=\"trace\">{trace}</ul></dd></dl></details></li>",
+        id = t("id"),
+        ts = t("ts"),
+        key = t("key_name"),
+        key_id = t("key_id"),
+        req_model = t("requested_model"),
+        model = t("resolved_model"),
+        provider = t("provider"),
+        inp = num(n("input_tokens")),
+        out = num(n("output_tokens")),
+        lat = f("latency_ms"),
+        ovh = f("overhead_ms"),
+        cost = usd(f("cost_usd")),
+        outcome = t("outcome"),
+        error = r
+            .get("error")
+            .and_then(Value::as_str)
+            .map_or(String::new(), |e| format!("({})", esc(e))),
+        endpoint = t("endpoint"),
+    )
+}
+
+async fn logs_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
+    let (filter, limit) = data::log_filter(ctx);
+    let records = match data::logs(ctx, &filter, limit).await {
+        Ok(r) => r,
+        Err(e) => return store_error(ctx, &e),
+    };
+    let q = |k: &str| esc(ctx.query.get(k).map(String::as_str).unwrap_or(""));
+    let since = ctx.query.get("since").cloned().unwrap_or_default();
+    let mut since_opts = String::new();
+    for (v, label) in [
+        ("", "Any time"),
+        ("1h", "Last hour"),
+        ("24h", "Last 24 hours"),
+        ("7d", "Last 7 days"),
+        ("30d", "Last 30 days"),
+    ] {
+        let sel = if v == since { " selected" } else { "" };
+        let _ = write!(since_opts, "<option value=\"{v}\"{sel}>{label}</option>");
+    }
+    let rows: String = records.iter().map(log_row).collect();
+    let source = if matches!(ctx.shared.store, crate::store::Store::Redis(_)) {
+        "the shared request log (all replicas)"
+    } else {
+        "this processor's recent requests"
+    };
+    let body = format!(
+        "<form method=\"get\" action=\"/console/logs\" class=\"filters\">\
+         <label for=\"f-key\">API key (name or id)</label><input id=\"f-key\" name=\"key\" value=\"{}\">\
+         <label for=\"f-model\">Model</label><input id=\"f-model\" name=\"model\" value=\"{}\">\
+         <label for=\"f-status\">Status</label><input id=\"f-status\" name=\"status\" inputmode=\"numeric\" value=\"{}\">\
+         <label for=\"f-since\">Time range</label><select id=\"f-since\" name=\"since\">{since_opts}</select>\
+         <button type=\"submit\">Filter</button></form>\
+         <p class=\"small\">{} requests from {source}, newest first. Expand a row for its detail.</p>\
+         <ul class=\"logs\" id=\"logs\">{}</ul>",
+        q("key"),
+        q("model"),
+        q("status"),
+        records.len(),
+        if rows.is_empty() {
+            "<li>No requests match.</li>".to_string()
+        } else {
+            rows
+        }
+    );
+    html(200, layout(ctx, "/console/logs", "Request Logs", &body))
+}
+
+async fn usage_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
+    let (pid, hours) = data::period(ctx);
+    let store = &ctx.shared.store;
+    let names: HashMap<String, String> = match data::keys(store).await {
+        Ok(k) => k.into_iter().map(|k| (k.id, k.name)).collect(),
+        Err(e) => return store_error(ctx, &e),
+    };
+    let mut body = period_picker(pid, "/console/usage", "");
+    for (by, title) in [
+        (UsageBy::Key, "By API key"),
+        (UsageBy::Model, "By model"),
+        (UsageBy::Provider, "By provider"),
+    ] {
+        let rows = match data::usage(store, by, hours).await {
+            Ok(r) => r,
+            Err(e) => return store_error(ctx, &e),
+        };
+        let mut tr = String::new();
+        for r in &rows {
+            let label = match (by, names.get(&r.name)) {
+                (UsageBy::Key, Some(n)) => format!(
+                    "{} <span class=\"mono small\">{}</span>",
+                    esc(n),
+                    esc(&r.name)
+                ),
+                _ => esc(&r.name),
+            };
+            let _ = write!(
+                tr,
+                "<tr><td>{label}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                num(r.requests),
+                num(r.input_tokens),
+                num(r.output_tokens),
+                usd(r.cost_usd),
+                num(r.errors)
+            );
+        }
+        if tr.is_empty() {
+            tr = "<tr><td colspan=\"6\">No usage in this period.</td></tr>".into();
+        }
+        let _ = write!(
+            body,
+            "<table><caption>{title}</caption><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Requests</th>\
+             <th scope=\"col\">Input tokens</th><th scope=\"col\">Output tokens</th><th scope=\"col\">Spend</th>\
+             <th scope=\"col\">Errors</th></tr></thead><tbody>{tr}</tbody></table>"
+        );
+    }
+    html(200, layout(ctx, "/console/usage", "Usage", &body))
+}
+
+fn playground_page(
+    ctx: &Ctx<'_>,
+    form: Option<&HashMap<String, String>>,
+    out: Option<Result<super::playground::Reply, String>>,
+) -> String {
+    let snap = ctx.shared.live.load();
+    let prev = |k: &str| form.and_then(|f| f.get(k)).cloned().unwrap_or_default();
+    let chosen = prev("model");
+    let mut opts = String::new();
+    for name in &snap.model_order {
+        if snap.models.get(name).is_some_and(|m| m.enabled) {
+            let sel = if *name == chosen { " selected" } else { "" };
+            let _ = write!(opts, "<option{sel}>{}</option>", esc(name));
+        }
+    }
+    let result = match out {
+        None => String::new(),
+        Some(Err(e)) => format!("<p class=\"error\" role=\"alert\">{}</p>", esc(&e)),
+        Some(Ok(r)) => {
+            let text = r
+                .content()
+                .or(r.error())
+                .map_or_else(|| r.body.to_string(), str::to_string);
+            let logs_link = r.request_id.as_deref().map_or(String::new(), |id| {
+                format!(
+                    " · <a href=\"/console/logs#{}\">See it in Request Logs</a> (request <span class=\"mono\">{}</span>)",
+                    esc(id),
+                    esc(id)
+                )
+            });
+            format!(
+                "<section class=\"card\" aria-live=\"polite\" aria-labelledby=\"resp-h\"><h2 id=\"resp-h\">Response</h2>\
+                 <p>Status <span class=\"badge {}\" data-testid=\"pg-status\">{}</span> · model <span class=\"mono\">{}</span> · {} ms{logs_link}</p>\
+                 <pre class=\"answer\" data-testid=\"pg-answer\">{}</pre></section>",
+                if (200..300).contains(&r.status) {
+                    "on"
+                } else {
+                    "off"
+                },
+                r.status,
+                esc(r.body.get("model").and_then(Value::as_str).unwrap_or("—")),
+                r.latency_ms,
+                esc(&text)
+            )
+        }
+    };
+    let msg = prev("message");
+    let body = format!(
+        "<p>Sends one chat completion through the proxy at <span class=\"mono\">{}</span>, \
+         as a client would: routing, limits and logging all apply.</p>\
+         <form method=\"post\" action=\"/console/playground\" class=\"card\">{}\
+         <label for=\"pg-key\">API key</label>\
+         <input id=\"pg-key\" name=\"key\" type=\"password\" autocomplete=\"off\" required placeholder=\"sk-…\">\
+         <label for=\"pg-model\">Model</label><select id=\"pg-model\" name=\"model\">{opts}</select>\
+         <label for=\"pg-message\">Message</label>\
+         <textarea id=\"pg-message\" name=\"message\" rows=\"4\" required>{}</textarea>\
+         <button type=\"submit\">Send</button></form>{result}",
+        esc(&super::proxy_endpoint(ctx.shared)),
+        csrf_field(ctx),
+        if msg.is_empty() {
+            "Explain the concept of AI routing in one sentence.".to_string()
+        } else {
+            esc(&msg)
+        }
+    );
+    layout(ctx, "/console/playground", "Playground", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_formatting() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(num(1234567), "1,234,567");
+        assert_eq!(num(12), "12");
+        assert_eq!(usd(0.0000125), "$0.000013");
+        assert_eq!(usd(3.5), "$3.50");
+        assert_eq!(when(0), "1970-01-01 00:00 UTC");
+    }
+
+    #[test]
+    fn login_page_has_a_labelled_token_field() {
+        let p = login(true, Some("<bad>"));
+        assert!(p.contains("<label for=\"token\">") && p.contains("&lt;bad&gt;"));
+        assert!(!login(false, None).contains("<form"));
+    }
+}

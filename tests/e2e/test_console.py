@@ -1,0 +1,238 @@
+"""The Console on the admin port: sign-in with the admin token, sessions, CSRF, the JSON API
+(keys shown once, validation, catalog, logs, usage, playground) and the server-rendered pages,
+through a real gateway (Envoy + processor + fake providers)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from conftest import Gateway, base_config
+
+ADMIN_TOKEN = "console-admin-token-e2e"
+
+PAGES = ["/console", "/console/keys", "/console/models", "/console/models/gpt-4o", "/console/logs",
+         "/console/usage", "/console/playground", "/console/keys/key_000000000000"]
+API_GETS = ["/console/api/session", "/console/api/overview", "/console/api/keys", "/console/api/models",
+            "/console/api/models/gpt-4o", "/console/api/logs", "/console/api/logs/req_x", "/console/api/usage"]
+
+
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def gw(request, providers):
+    if request.param == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        config = lambda records: base_config(providers, records) + f"\nstore: {{ redis_url: \"{redis_url}\" }}\n"
+    else:
+        config = None
+    g = Gateway(providers, config_text=config, env={"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN})
+    g.console = f"http://{g.admin}"
+    yield g
+    g.stop()
+
+
+def signed_in(gw) -> tuple[requests.Session, str]:
+    s = requests.Session()
+    r = s.post(gw.console + "/console/login", data={"token": ADMIN_TOKEN}, allow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/console"
+    csrf = s.get(gw.console + "/console/api/session").json()["csrf"]
+    return s, csrf
+
+
+def test_nothing_is_readable_without_signing_in(gw):
+    for p in PAGES:
+        r = requests.get(gw.console + p, allow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/console/login", p
+    for p in API_GETS:
+        r = requests.get(gw.console + p)
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error", p
+    r = requests.post(gw.console + "/console/api/keys", json={"name": "x"})
+    assert r.status_code == 401
+    r = requests.delete(gw.console + "/console/api/keys/key_000000000000")
+    assert r.status_code == 401
+    # A forged or expired cookie is no session either.
+    r = requests.get(gw.console + "/console/api/keys", cookies={"sy_console": "0" * 64})
+    assert r.status_code == 401
+    # The sign-in page and the static assets are public.
+    assert requests.get(gw.console + "/console/login").status_code == 200
+    assert requests.get(gw.console + "/console/assets/console.css").status_code == 200
+    assert requests.get(gw.console + "/", allow_redirects=False).headers["location"] == "/console"
+
+
+def test_sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_it(gw):
+    r = requests.post(gw.console + "/console/login", data={"token": "wrong"}, allow_redirects=False)
+    assert r.status_code == 401 and "set-cookie" not in r.headers and "Invalid admin token" in r.text
+    r = requests.post(gw.console + "/console/login", data={"token": ADMIN_TOKEN}, allow_redirects=False)
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; behind TLS (x-forwarded-proto: https) it is set
+    r = requests.post(gw.console + "/console/login", data={"token": ADMIN_TOKEN},
+                      headers={"x-forwarded-proto": "https"}, allow_redirects=False)
+    assert "; Secure" in r.headers["set-cookie"]
+
+    s, csrf = signed_in(gw)
+    assert s.get(gw.console + "/console/api/keys").status_code == 200
+    # Sign-out is state-changing: it needs the CSRF token too.
+    assert s.post(gw.console + "/console/logout", allow_redirects=False).status_code == 403
+    r = s.post(gw.console + "/console/logout", data={"csrf": csrf}, allow_redirects=False)
+    assert r.status_code == 303 and "Max-Age=0" in r.headers["set-cookie"]
+    assert s.get(gw.console + "/console/api/keys").status_code == 401
+    assert s.get(gw.console + "/console", allow_redirects=False).status_code == 303
+
+
+def test_every_state_changing_call_needs_the_csrf_token(gw):
+    s, csrf = signed_in(gw)
+    url = gw.console + "/console/api/keys"
+    assert s.post(url, json={"name": "no-csrf"}).status_code == 403
+    assert s.post(url, json={"name": "bad-csrf"}, headers={"x-csrf-token": "0" * 64}).status_code == 403
+    r = s.post(url, json={"name": "cross"}, headers={"x-csrf-token": csrf, "origin": "http://evil.example"})
+    assert r.status_code == 403
+    assert s.delete(url + "/key_000000000000").status_code == 403
+    # Forms: create, revoke, playground.
+    assert s.post(gw.console + "/console/keys", data={"name": "form-no-csrf"}).status_code == 403
+    assert s.post(gw.console + "/console/keys/key_000000000000/revoke", data={}).status_code == 403
+    assert s.post(gw.console + "/console/playground", data={"key": "k", "model": "gpt-4o", "message": "hi"}).status_code == 403
+    names = [k["name"] for k in s.get(url).json()["keys"]]
+    assert not {"no-csrf", "bad-csrf", "cross", "form-no-csrf"} & set(names)
+    # Another session's token does not work here.
+    _, other = signed_in(gw)
+    assert s.post(url, json={"name": "other"}, headers={"x-csrf-token": other}).status_code == 403
+
+
+def test_key_validation_errors(gw):
+    s, csrf = signed_in(gw)
+    h = {"x-csrf-token": csrf}
+    url = gw.console + "/console/api/keys"
+    for body, field in [({}, "name"), ({"name": "  "}, "name"), ({"name": 5}, "name"), ({"name": "x" * 101}, "name"),
+                        ({"name": "a", "rate_limit": {"total_tokens_per_hour": -1}}, "total_tokens_per_hour"),
+                        ({"name": "a", "rate_limit": {"daily_usd": "lots"}}, "daily_usd"),
+                        ({"name": "a", "rate_limit": [1]}, "rate_limit")]:
+        r = s.post(url, json=body, headers=h)
+        assert r.status_code == 400, body
+        assert r.json()["error"]["message"].startswith(field), r.json()
+    r = s.post(url, data="{not json", headers=dict(h, **{"content-type": "application/json"}))
+    assert r.status_code == 400
+    # The form shows the error next to the form.
+    r = s.post(gw.console + "/console/keys", data={"csrf": csrf, "name": "ok", "input_tokens_per_hour": "many"})
+    assert r.status_code == 400 and "input_tokens_per_hour" in r.text
+
+
+def test_seed_000_key_once_request_then_logs_with_resolved_model_and_cost(gw):
+    s, csrf = signed_in(gw)
+    h = {"x-csrf-token": csrf}
+    name = f"console-seed000-{time.time_ns()}"
+    r = s.post(gw.console + "/console/api/keys", json={"name": name, "rate_limit": {"total_tokens_per_hour": 100000}}, headers=h)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    key, key_id = created["key"], created["id"]
+    assert key.startswith("sk-") and created["proxy_endpoint"] == f"{gw.url}/v1"
+    assert created["limits"]["total_tokens_per_hour"] == 100000
+    # Shown once: never in listings or pages afterwards.
+    listed = s.get(gw.console + "/console/api/keys")
+    assert key not in listed.text and any(k["id"] == key_id for k in listed.json()["keys"])
+    for p in ["/console", "/console/keys", f"/console/keys/{key_id}", "/console/usage"]:
+        page = s.get(gw.console + p)
+        assert page.status_code == 200 and key not in page.text, p
+
+    r = gw.post("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "Explain AI routing"}]}, key=key)
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-switchyard-request-id"]
+
+    deadline = time.time() + 5
+    rec = None
+    while time.time() < deadline and rec is None:
+        recs = s.get(gw.console + "/console/api/logs", params={"key": name, "since": "1h"}).json()["records"]
+        rec = next((x for x in recs if x["id"] == rid), None)
+        time.sleep(0.1)
+    assert rec, "the request is in the logs"
+    assert rec["resolved_model"] == "gpt-4o" and rec["provider"] == "oa" and rec["status"] == 200
+    assert rec["input_tokens"] > 0 and rec["output_tokens"] > 0 and rec["cost_usd"] > 0 and rec["latency_ms"] > 0
+    assert s.get(gw.console + f"/console/api/logs/{rid}").json()["id"] == rid
+    assert s.get(gw.console + "/console/api/logs", params={"model": "claude-sonnet-4", "key": name}).json()["records"] == []
+    assert s.get(gw.console + "/console/api/logs", params={"status": "500", "key": name}).json()["records"] == []
+    assert s.get(gw.console + "/console/api/logs", params={"status": "abc"}).status_code == 400
+    page = s.get(gw.console + "/console/logs", params={"key": name})
+    assert rid in page.text and 'data-field="resolved-model">gpt-4o<' in page.text and "Decision trace" in page.text
+
+    # Usage and the Dashboard count it (usage is charged at true-up, just after the response).
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        rows = s.get(gw.console + "/console/api/usage", params={"by": "key", "period": "24h"}).json()["usage"]
+        mine = next((u for u in rows if u["name"] == key_id), None)
+        if mine and mine["requests"] == 1:
+            break
+        time.sleep(0.1)
+    assert mine and mine["requests"] == 1 and mine["cost_usd"] > 0
+    by_model = s.get(gw.console + "/console/api/usage", params={"by": "model", "period": "7d"}).json()
+    assert by_model["period"] == "7d" and any(u["name"] == "gpt-4o" for u in by_model["usage"])
+    assert s.get(gw.console + "/console/api/usage", params={"by": "colour"}).status_code == 400
+    ov = s.get(gw.console + "/console/api/overview", params={"period": "30d"}).json()
+    assert ov["total_requests"] >= 1 and ov["proxy_endpoint"] == f"{gw.url}/v1"
+    assert any(k["id"] == key_id and k["requests"] == 1 for k in ov["keys"])
+
+    # Playground: a chat through the proxy with the chosen key.
+    r = s.post(gw.console + "/console/api/playground", json={"key": key, "model": "claude-sonnet-4", "message": "hi"}, headers=h)
+    assert r.status_code == 200, r.text
+    pg = r.json()
+    assert pg["status"] == 200 and pg["content"] and pg["request_id"].startswith("req_")
+    r = s.post(gw.console + "/console/playground", data={"csrf": csrf, "key": key, "model": "gpt-4o", "message": "hi"})
+    assert r.status_code == 200 and 'data-testid="pg-status">200<' in r.text and key not in r.text
+
+    # Revoke: confirmation page, then the form; the key stops working at once.
+    confirm = s.get(gw.console + f"/console/keys/{key_id}/revoke")
+    assert confirm.status_code == 200 and "Revoke permanently" in confirm.text
+    r = s.post(gw.console + f"/console/keys/{key_id}/revoke", data={"csrf": csrf}, allow_redirects=False)
+    assert r.status_code == 303
+    r = gw.post("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, key=key)
+    assert r.status_code == 401
+    assert s.delete(gw.console + f"/console/api/keys/{key_id}", headers=h).status_code in (200, 404)
+    assert s.delete(gw.console + "/console/api/keys/key_000000000000", headers=h).status_code == 404
+
+
+def test_key_created_from_the_form_is_shown_once(gw):
+    s, csrf = signed_in(gw)
+    r = s.post(gw.console + "/console/keys", data={"csrf": csrf, "name": "form-key", "output_tokens_per_hour": "5000"})
+    assert r.status_code == 201 and "shown only once" in r.text
+    assert r.headers["cache-control"] == "no-store"
+    key = r.text.split('id="new-key" readonly value="')[1].split('"')[0]
+    assert key.startswith("sk-sy-")
+    again = s.get(gw.console + "/console/keys")
+    assert key not in again.text and "form-key" in again.text and "5,000 output tok/h" in again.text
+
+
+def test_model_catalog_filters_and_detail(gw):
+    s, _ = signed_in(gw)
+    api = gw.console + "/console/api/models"
+    names = lambda **q: [m["name"] for m in s.get(api, params=q).json()["models"]]
+    assert names(q="GPT") == ["gpt-4o"]
+    assert names(status="disabled") == ["retired"]
+    assert "retired" not in names(status="enabled")
+    assert names(provider="an") == ["claude-sonnet-4"]
+    assert set(names(provider="an,oa2")) == {"claude-sonnet-4", "llama3"}
+    assert s.get(api, params={"status": "maybe"}).status_code == 400
+    m = s.get(api + "/claude-sonnet-4").json()
+    assert m["provider"] == "an" and m["pricing"] == {"input_per_mtok": 3.0, "output_per_mtok": 15.0, "per_image": None}
+    assert m["status"] == "enabled" and m["provider_model"] == "claude-sonnet-4-20250514"
+    assert s.get(api + "/nope").status_code == 404
+    page = s.get(gw.console + "/console/models/claude-sonnet-4")
+    assert page.status_code == 200 and "$3.00 per 1M tokens" in page.text and "$15.00 per 1M tokens" in page.text
+    page = s.get(gw.console + "/console/models", params={"q": "llama"})
+    assert "llama3" in page.text and ">gpt-4o<" not in page.text
+
+
+def test_pages_escape_what_users_type(gw):
+    s, csrf = signed_in(gw)
+    r = s.post(gw.console + "/console/api/keys", json={"name": "<script>alert(1)</script>"}, headers={"x-csrf-token": csrf})
+    assert r.status_code == 201
+    page = s.get(gw.console + "/console/keys")
+    assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_console_is_closed_without_an_admin_token(gateway):
+    console = f"http://{gateway.admin}"
+    r = requests.post(console + "/console/login", data={"token": ""}, allow_redirects=False)
+    assert r.status_code == 403 and "set-cookie" not in r.headers
+    assert "disabled" in requests.get(console + "/console/login").text
+    assert requests.get(console + "/console/api/keys").status_code == 401
