@@ -176,3 +176,89 @@ rules:
     routing.write_text("active: true\nroutes: [ { name: chat-model, model: ghost } ]\n")
     bad = cli("keys", "create", "--name", "broken", "--routing", str(routing), admin=a.admin)
     assert bad.returncode != 0 and "unknown model 'ghost'" in bad.stderr
+
+
+def test_each_limit_type_rejects_at_the_right_point(pair, providers):
+    a, b = pair
+    # Output tokens: each request holds max_tokens=40 of 100, and is trued up to the 7 it really
+    # produced, so five in a row fit; one asking for more than the whole hour does not.
+    key = cli("keys", "create", "--name", "out-limited", "--output-tokens-per-hour", "100", admin=a.admin).stdout.strip()
+    for _ in range(5):
+        assert chat(a, key, max_tokens=40).status_code == 200
+    r = chat(b, key, max_tokens=101)
+    assert r.status_code == 429 and "output_tokens_per_hour (100)" in r.json()["error"]["message"]
+    # Input tokens: the prompt estimate counts; outputs do not.
+    key = cli("keys", "create", "--name", "in-limited", "--input-tokens-per-hour", "60", admin=a.admin).stdout.strip()
+    assert chat(a, key, max_tokens=1000).status_code == 200  # ~8 prompt tokens; output unlimited
+    long = "word " * 400  # ~500 estimated input tokens
+    r = b.post("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": long}]}, key=key)
+    assert r.status_code == 429 and "input_tokens_per_hour" in r.json()["error"]["message"], r.text
+    # Short requests fill the hour: each is trued up to the 11 input tokens the fake reports, so
+    # after 5 (55 tokens) the next estimate no longer fits 60 — whichever replica serves it.
+    statuses = []
+    for i in range(6):
+        statuses.append(chat((a, b)[i % 2], key).status_code)
+        time.sleep(0.3)  # the true-up runs just after each response
+    assert statuses == [200] * 4 + [429] * 2, statuses
+
+
+def test_usage_totals_equal_the_sum_of_records(pair):
+    a, b = pair
+    key = cli("keys", "create", "--name", "audited", admin=a.admin).stdout.strip()
+    ids = [chat((a, b)[i % 2], key).headers["x-switchyard-request-id"] for i in range(4)]
+    recs = [(a if i % 2 == 0 else b).record(rid) for i, rid in enumerate(ids)]
+    key_id = recs[0]["key_id"]
+    want = (len(recs), sum(r["input_tokens"] for r in recs), sum(r["output_tokens"] for r in recs),
+            sum(r["cost_usd"] for r in recs))
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        rows = requests.get(f"http://{b.admin}/admin/usage?by=key&since_hours=1",
+                            headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()["usage"]
+        row = next((r for r in rows if r["name"] == key_id), None)
+        if row and row["requests"] == want[0]:
+            break
+        time.sleep(0.1)
+    assert (row["requests"], row["input_tokens"], row["output_tokens"]) == want[:3]
+    assert row["cost_usd"] == pytest.approx(want[3])
+
+
+def test_redis_down_then_back(providers, tmp_path):
+    """Static keys keep serving while Redis is down (limits fail open), dynamic keys get a clear
+    503, every request still has its record, and the gateway recovers when Redis returns."""
+    from conftest import CLIENT_KEY, free_port
+    port = free_port()
+    start = lambda: subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    redis = start()
+    time.sleep(0.3)
+    config = lambda records: base_config(providers, records) + f'\nstore: {{ redis_url: "redis://127.0.0.1:{port}" }}\n'
+    gw = Gateway(providers, config_text=config, env={"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN})
+    try:
+        key = cli("keys", "create", "--name", "outage", admin=gw.admin).stdout.strip()
+        assert chat(gw, key).status_code == 200
+        redis.terminate()
+        redis.wait(5)
+        ids = []
+        r = chat(gw, CLIENT_KEY)
+        assert r.status_code == 200, r.text
+        ids.append(r.headers["x-switchyard-request-id"])
+        r = chat(gw, key)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "key_store_unavailable"
+        ids.append(r.headers["x-switchyard-request-id"])
+        redis = start()  # back, empty (no persistence in this test): keys must be created again
+        time.sleep(0.5)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            out = cli("keys", "create", "--name", "after", admin=gw.admin)
+            if out.returncode == 0:
+                break
+            time.sleep(0.2)
+        assert out.returncode == 0, out.stderr
+        r = chat(gw, out.stdout.strip())
+        assert r.status_code == 200
+        ids.append(r.headers["x-switchyard-request-id"])
+        assert [gw.record(i)["status"] for i in ids] == [200, 503, 200]
+    finally:
+        gw.stop()
+        redis.terminate()
+        redis.wait(5)
