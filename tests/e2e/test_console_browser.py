@@ -1,6 +1,6 @@
 """Seed 000 in real headless Chromium (Debian `chromium`, driven by `playwright-core` from npm):
-sign-in → create a key → catalog → request through the proxy → Playground → Request Logs shows
-the request with its resolved model and cost. `make browser-deps` installs both."""
+sign-in → create a key → catalog → request through the proxy (and one that falls back) →
+Playground → Request Logs shows each with its resolved model, cost and attempts. `make browser-deps` installs both."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from conftest import Gateway
 
@@ -19,9 +17,13 @@ ADMIN_TOKEN = "console-browser-token-e2e"
 
 
 def test_seed_000_walk_in_headless_chromium(providers, tmp_path):
-    if not (Path(CHROMIUM).exists() and shutil.which("node") and (DRIVER / "node_modules" / "playwright-core").exists()):
-        pytest.skip("needs Debian chromium, node and playwright-core: run `make browser-deps`")
+    # A missing browser is a failure, never a skip: `make test` installs it (make browser-deps).
+    assert Path(CHROMIUM).exists() and shutil.which("node") and (DRIVER / "node_modules" / "playwright-core").exists(), \
+        "needs Debian chromium, node and playwright-core: run `make browser-deps`"
     gw = Gateway(providers, env={"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN})
+    # The walk's first request succeeds on oa; its second (reliable-chat) finds oa failing once
+    # and falls back to an, which Request Logs must show.
+    providers["oa"].script("ok", "status:500")
     try:
         shots = os.environ.get("CONSOLE_SCREENSHOTS", str(tmp_path))
         out = subprocess.run(["node", str(DRIVER / "walk.mjs"), shots], capture_output=True, text=True, timeout=120,

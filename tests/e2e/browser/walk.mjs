@@ -66,6 +66,16 @@ try {
   const rid = r.headers.get("x-switchyard-request-id");
   assert.ok(rid);
 
+  step("a request whose first backend fails (the test scripts one 500): the gateway falls back");
+  const fb = await fetch(`${proxy}/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "reliable-chat", messages: [{ role: "user", content: "Hello" }] }),
+  });
+  assert.equal(fb.status, 200);
+  assert.equal(fb.headers.get("x-switchyard-fallbacks"), "1");
+  const fbid = fb.headers.get("x-switchyard-request-id");
+
   step("playground");
   await nav("Playground");
   await page.getByLabel("API key").fill(key);
@@ -88,6 +98,12 @@ try {
   assert.equal(await row.locator('[data-field="provider"]').textContent(), "oa");
   assert.match(await row.locator('[data-field="cost"]').textContent(), /^\$0\.0000\d+$/);
   assert.match(await row.locator('[data-field="tokens"]').textContent(), /^[1-9]\d* \/ [1-9]\d*$/);
+  const fbrow = page.locator(`details[data-request-id="${fbid}"]`);
+  await fbrow.locator("summary").click();
+  await fbrow.locator('[data-field="resolved-model"]').waitFor({ state: "visible" });
+  assert.equal(await fbrow.locator('[data-field="resolved-model"]').textContent(), "claude-sonnet-4-20250514");
+  assert.equal(await fbrow.locator('[data-field="provider"]').textContent(), "an");
+  assert.match(await fbrow.textContent(), /oa \/ gpt-4o → 500/);
   await shot("5-request-logs");
 
   step("usage and sign out");
