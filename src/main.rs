@@ -207,14 +207,15 @@ enum RouteCmd {
     },
 }
 
+/// Logs on stderr: `SWITCHYARD_LOG` sets the level (EnvFilter syntax, default info),
+/// `SWITCHYARD_LOG_FORMAT=json` one JSON object per line with the request's id and trace id.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-        .unwrap_or_else(|_| "info".into());
+    let level = std::env::var("SWITCHYARD_LOG").unwrap_or_else(|_| "info".into());
     let json = std::env::var("SWITCHYARD_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json { b.json().init() } else { b.init() }
+    if let Err(e) = switchyard::telemetry::init_logging(json, &level) {
+        eprintln!("switchyard: {e}; logging at info");
+        let _ = switchyard::telemetry::init_logging(json, "info");
+    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3 as pb;
 use pb::processing_request::Request as Msg;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Response header naming the request (and its record).
 pub const RESPONSE_REQUEST_ID: &str = "x-switchyard-request-id";
@@ -109,7 +110,7 @@ impl DownstreamExchange {
                     Ok(p) => Arc::new(p),
                     Err(errors) => {
                         let why = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>();
-                        tracing::error!(errors = ?why, "a dynamic key's routing no longer validates");
+                        tracing::error!(parent: &state.span, errors = ?why, "a dynamic key's routing no longer validates");
                         return self.reject(
                             &state,
                             Rejection::internal(format!(
@@ -121,7 +122,7 @@ impl DownstreamExchange {
                 },
                 Ok(None) => return self.reject(&state, Rejection::unknown_key()),
                 Err(e) => {
-                    tracing::warn!(error = %e, "dynamic key lookup failed");
+                    tracing::warn!(parent: &state.span, error = %e, "dynamic key lookup failed");
                     return self.reject(&state, Rejection::store_unavailable());
                 }
             },
@@ -459,7 +460,13 @@ impl DownstreamExchange {
         };
         let out = match &msg {
             Msg::RequestHeaders(h) => self.on_request_headers(h).await,
-            Msg::RequestBody(b) => self.on_request_body(b).await,
+            Msg::RequestBody(b) => {
+                let span = self
+                    .state
+                    .as_ref()
+                    .map_or_else(tracing::Span::none, |s| s.span.clone());
+                self.on_request_body(b).instrument(span).await
+            }
             Msg::ResponseHeaders(h) => self.on_response_headers(h),
             // Not requested by the downstream processing mode; answer so Envoy never waits.
             Msg::ResponseBody(_) => vec![super::response_body_reply(None)],

@@ -74,6 +74,8 @@ pub struct RequestState {
     telemetry: Telemetry,
     /// The request's trace (when tracing is on): attempts propagate it to providers.
     pub trace: Option<RequestTrace>,
+    /// Log lines about this request carry its id (and trace id) through this span.
+    pub span: tracing::Span,
 }
 
 impl RequestState {
@@ -85,6 +87,7 @@ impl RequestState {
         trace: Option<RequestTrace>,
     ) -> RequestState {
         RequestState {
+            span: crate::telemetry::request_span(&id, trace.as_ref()),
             id,
             started: Instant::now(),
             ts: SystemTime::now(),

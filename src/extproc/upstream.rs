@@ -497,6 +497,8 @@ fn final_error(status: u16, attempts: usize, provider_message: &str) -> Rejectio
 impl UpstreamExchange {
     pub fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
         let t = Instant::now();
+        // Log lines of this attempt name the request (and its trace).
+        let _span = self.state.as_ref().map(|s| s.span.clone().entered());
         let position = endpoint_position(&msg.attributes);
         let Some(msg) = msg.request else {
             return vec![];

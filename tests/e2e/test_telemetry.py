@@ -133,3 +133,24 @@ def test_no_secret_reaches_exported_data(traced):
     for secret in (CLIENT_KEY, OA_SECRET):
         assert secret.encode() not in blob
         assert secret not in text
+
+
+def test_json_logs_name_the_request_and_its_trace(providers):
+    import json as _json
+    config = lambda records: base_config(providers, records, health="health: { consecutive_failures: 1, cooldown_ms: 60000 }") + \
+        '\ntelemetry: { otlp_endpoint: "http://127.0.0.1:9", protocol: http }\n'
+    gw = Gateway(providers, config_text=config, env={"SWITCHYARD_LOG_FORMAT": "json"})
+    try:
+        providers["oa"].script("status:500")
+        r = gw.post("/v1/chat/completions", {"model": "reliable-chat", "messages": [{"role": "user", "content": "x"}]},
+                    headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+        assert r.status_code == 200
+        rid = r.headers["x-switchyard-request-id"]
+        assert wait(lambda: "backend cooling down" in gw.logs())
+        lines = [_json.loads(l) for l in gw.logs().splitlines() if l.startswith("{")]
+        [cool] = [l for l in lines if l.get("message") == "backend cooling down"]
+        assert cool["level"] == "WARN" and cool["backend"] == "oa/gpt-4o"
+        assert cool["span"]["request_id"] == rid and cool["span"]["trace_id"] == CLIENT_TRACE
+        assert CLIENT_KEY not in gw.logs() and OA_SECRET not in gw.logs()
+    finally:
+        gw.stop()
