@@ -147,6 +147,41 @@ async fn handle(
     }
 }
 
+/// A key's routing configuration from a request: the same `routing:` section a static key
+/// has, as YAML text or JSON, validated against the live catalog exactly like `lint` (and
+/// again on every use). `Ok(None)` when absent or null.
+pub fn routing_from(
+    shared: &Shared,
+    key_name: &str,
+    v: Option<&Value>,
+) -> Result<Option<String>, Box<Response<Full<Bytes>>>> {
+    let yaml = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(yaml)) => yaml.clone(),
+        Some(obj) => serde_yaml::to_string(obj)
+            .map_err(|e| Box::new(error(400, "invalid_request_error", format!("routing: {e}"))))?,
+    };
+    match validate_routing(shared, key_name, &yaml) {
+        Ok(()) => Ok(Some(yaml)),
+        Err(list) => Err(Box::new(json_response(
+            400,
+            json!({ "error": { "message": format!("invalid routing configuration: {}", list.join("; ")),
+                               "type": "invalid_request_error", "code": "invalid_routing", "param": "routing" },
+                    "errors": list }),
+        ))),
+    }
+}
+
+/// Every problem with a routing configuration, each naming its path and fix (as `lint`).
+pub fn validate_routing(shared: &Shared, key_name: &str, yaml: &str) -> Result<(), Vec<String>> {
+    shared
+        .live
+        .load()
+        .key_routing_from_yaml(key_name, yaml)
+        .map(|_| ())
+        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect())
+}
+
 async fn store_api(
     shared: &Shared,
     method: &Method,
@@ -188,27 +223,10 @@ async fn store_api(
                     .filter_map(|m| m.as_str().map(str::to_string))
                     .collect()
             });
-            // Routing: the same `routing:` section a static key has, as YAML text or JSON,
-            // validated against the live catalog now (and again on every use).
-            let routing_yaml = match v.get("routing") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(yaml)) => Some(yaml.clone()),
-                Some(obj) => match serde_yaml::to_string(obj) {
-                    Ok(yaml) => Some(yaml),
-                    Err(e) => return error(400, "invalid_request_error", format!("routing: {e}")),
-                },
+            let routing_yaml = match routing_from(shared, name, v.get("routing")) {
+                Ok(r) => r,
+                Err(refused) => return *refused,
             };
-            if let Some(yaml) = &routing_yaml
-                && let Err(errors) = shared.live.load().key_routing_from_yaml(name, yaml)
-            {
-                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                return json_response(
-                    400,
-                    json!({ "error": { "message": format!("invalid routing configuration: {}", list.join("; ")),
-                                       "type": "invalid_request_error", "code": "invalid_routing", "param": "routing" },
-                            "errors": list }),
-                );
-            }
             let new = NewKey {
                 name: name.to_string(),
                 limits,
@@ -228,6 +246,34 @@ async fn store_api(
             Ok(keys) => json_response(200, json!({ "keys": keys })),
             Err(e) => failed(e),
         },
+        (&Method::PUT, p) if p.starts_with("/admin/keys/") && p.ends_with("/routing") => {
+            let id = &p["/admin/keys/".len()..p.len() - "/routing".len()];
+            let Ok(body) = req.into_body().collect().await else {
+                return error(400, "invalid_request_error", "cannot read the request body");
+            };
+            let v: Value = match serde_json::from_slice(&body.to_bytes()) {
+                Ok(v) => v,
+                Err(e) => return error(400, "invalid_request_error", format!("invalid JSON: {e}")),
+            };
+            let name = match store.list_keys().await {
+                Ok(keys) => keys
+                    .into_iter()
+                    .find(|k| k.id == id || k.id == format!("key_{id}")),
+                Err(e) => return failed(e),
+            };
+            let Some(key) = name else {
+                return error(404, "not_found_error", format!("no key with id {id}"));
+            };
+            let routing_yaml = match routing_from(shared, &key.name, v.get("routing")) {
+                Ok(r) => r,
+                Err(refused) => return *refused,
+            };
+            match store.set_routing(&key.id, routing_yaml.as_deref()).await {
+                Ok(true) => json_response(200, json!({ "id": key.id, "routing": routing_yaml })),
+                Ok(false) => error(404, "not_found_error", format!("no key with id {id}")),
+                Err(e) => failed(e),
+            }
+        }
         (&Method::DELETE, p) if p.starts_with("/admin/keys/") => {
             let id = &p["/admin/keys/".len()..];
             match store.revoke(id).await {

@@ -219,6 +219,25 @@ pub(crate) async fn post(
                 Err(e) => store_error(ctx, &e),
             }
         }
+        (&Method::POST, p) if p.starts_with("/console/keys/") && p.ends_with("/routing") => {
+            let id = super::url_decode(&p["/console/keys/".len()..p.len() - "/routing".len()]);
+            let k = match find_key(ctx, &id).await {
+                Ok(Some(k)) => k,
+                Ok(None) => return html(404, message(ctx, "Not found", "No such key.")),
+                Err(e) => return store_error(ctx, &e),
+            };
+            let draft = form.get("routing").map(|r| r.trim()).unwrap_or("");
+            if !draft.is_empty()
+                && let Err(errors) = crate::admin::validate_routing(ctx.shared, &k.name, draft)
+            {
+                return key_page_with(ctx, &id, Some(draft), &errors).await;
+            }
+            let yaml = (!draft.is_empty()).then_some(draft);
+            match ctx.shared.store.set_routing(&k.id, yaml).await {
+                Ok(_) => super::redirect(&format!("/console/keys/{}", url_encode(&k.id)), None),
+                Err(e) => store_error(ctx, &e),
+            }
+        }
         (&Method::POST, "/console/playground") => {
             let s = |f: &str| form.get(f).map(|v| v.trim()).unwrap_or("");
             let (key, model, msg) = (s("key"), s("model"), s("message"));
@@ -431,6 +450,19 @@ async fn find_key(ctx: &Ctx<'_>, id: &str) -> Result<Option<KeyStats>, crate::st
 }
 
 async fn key_page(ctx: &Ctx<'_>, id: &str) -> Response<Full<Bytes>> {
+    key_page_with(ctx, id, None, &[]).await
+}
+
+/// An example a new routing configuration starts from (the seed-000 fallback shape).
+const ROUTING_EXAMPLE: &str = "active: true\nstrategy: fallback      # fallback | traffic_split | rules\nroutes:\n  - { name: chat-model, model: gpt-4o, priority: 0 }\n";
+
+/// The key page, with a routing draft and its validation errors when a save was refused.
+async fn key_page_with(
+    ctx: &Ctx<'_>,
+    id: &str,
+    draft: Option<&str>,
+    errors: &[String],
+) -> Response<Full<Bytes>> {
     let k = match find_key(ctx, id).await {
         Ok(Some(k)) => k,
         Ok(None) => return html(404, message(ctx, "Not found", "No such key.")),
@@ -450,8 +482,14 @@ async fn key_page(ctx: &Ctx<'_>, id: &str) -> Response<Full<Bytes>> {
          <dt>Tokens in / out</dt><dd>{} / {}</dd><dt>Total spend</dt><dd>{}</dd>\
          <dt>Rate limits</dt><dd>{}</dd></dl>\
          <section class=\"card\" aria-labelledby=\"rc\"><h2 id=\"rc\">Routing configuration</h2>\
-         <p>Requests with this key go to the model they name (no per-key routing yet). \
-         Keys defined in the config file can carry a <code>routing:</code> section.</p></section>\
+         <p>The key's <code>routing:</code> section, as in the config file: <code>active</code>, \
+         <code>strategy</code> (fallback, traffic_split, rules), <code>routes</code> with logical \
+         names, priorities and weights, and <code>rules</code>. It is checked exactly like \
+         <code>switchyard lint</code>; empty = requests go to the model they name.</p>{routing_state}\
+         <form method=\"post\" action=\"/console/keys/{}/routing\">{csrf}\
+         <label for=\"rc-yaml\">Routing configuration (YAML)</label>\
+         <textarea id=\"rc-yaml\" name=\"routing\" rows=\"10\" class=\"mono\" aria-describedby=\"rc-errors\">{draft}</textarea>\
+         <button type=\"submit\">Save routing</button></form></section>\
          <p><a href=\"/console/logs?key={}\">Request logs for this key</a></p>{revoke}",
         esc(&k.id),
         when(k.created_ms),
@@ -462,8 +500,25 @@ async fn key_page(ctx: &Ctx<'_>, id: &str) -> Response<Full<Bytes>> {
         usd(k.spend_usd),
         esc(&limits_text(&k)),
         url_encode(&k.id),
+        url_encode(&k.id),
+        routing_state = if errors.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<div id=\"rc-errors\" class=\"error\" role=\"alert\"><p>Not saved:</p><ul>{}</ul></div>",
+                errors
+                    .iter()
+                    .map(|e| format!("<li>{}</li>", esc(e)))
+                    .collect::<String>()
+            )
+        },
+        csrf = csrf_field(ctx),
+        draft = esc(draft
+            .or(k.routing_yaml.as_deref())
+            .unwrap_or(ROUTING_EXAMPLE)),
     );
-    html(200, layout(ctx, "/console/keys", &k.name, &body))
+    let status = if errors.is_empty() { 200 } else { 400 };
+    html(status, layout(ctx, "/console/keys", &k.name, &body))
 }
 
 async fn revoke_confirm(ctx: &Ctx<'_>, id: &str) -> Response<Full<Bytes>> {

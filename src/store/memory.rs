@@ -246,12 +246,25 @@ impl MemoryStore {
                     spend_usd: c.map_or(0, |c| c.spend_nanos) as f64 / NANOS_PER_USD,
                     revoked: k.revoked,
                     limits: k.limits,
+                    routing_yaml: k.routing_yaml.clone(),
                     id,
                 }
             })
             .collect();
         out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         Ok(out)
+    }
+
+    pub(super) async fn set_routing(
+        &self,
+        hex: &str,
+        yaml: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut m = self.lock()?;
+        Ok(m.keys
+            .get_mut(hex)
+            .map(|k| k.routing_yaml = yaml.map(str::to_string))
+            .is_some())
     }
 
     pub(super) async fn revoke(&self, hex: &str) -> Result<bool, StoreError> {

@@ -167,6 +167,9 @@ pub struct KeyStats {
     pub spend_usd: f64,
     pub revoked: bool,
     pub limits: Limits,
+    /// The key's routing configuration (YAML), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_yaml: Option<String>,
 }
 
 const KEY_PREFIX: &str = "sk-sy-";
@@ -620,6 +623,15 @@ impl Store {
     }
 
     /// Revoke by id (`key_<hex>` or the hex); false when no such key exists.
+    /// Replace (or with `None` remove) a dynamic key's routing configuration; the caller has
+    /// validated it. Takes effect on the key's next request on every replica.
+    pub async fn set_routing(&self, id: &str, yaml: Option<&str>) -> Result<bool, StoreError> {
+        let Some(hex) = id_hex(id) else {
+            return Ok(false);
+        };
+        dispatch!(self.set_routing(hex, yaml))
+    }
+
     pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
         let Some(hex) = id_hex(id) else {
             return Ok(false);

@@ -265,11 +265,25 @@ impl RedisStore {
                         / NANOS_PER_USD,
                     revoked: k.get("revoked").is_some_and(|r| r != "0"),
                     limits: info.limits,
+                    routing_yaml: info.routing_yaml,
                 })
             })
             .collect();
         out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         Ok(out)
+    }
+
+    pub(super) async fn set_routing(
+        &self,
+        hex: &str,
+        yaml: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let script = redis::Script::new(include_str!("lua/set_routing.lua"));
+        let mut inv = script.key(self.k(&format!("key:{hex}")));
+        inv.arg(yaml.unwrap_or(""));
+        let n: i64 = timed("set_routing", self.admin(), inv.invoke_async(&mut conn)).await?;
+        Ok(n == 1)
     }
 
     pub(super) async fn revoke(&self, hex: &str) -> Result<bool, StoreError> {

@@ -236,3 +236,34 @@ def test_console_is_closed_without_an_admin_token(gateway):
     assert r.status_code == 403 and "set-cookie" not in r.headers
     assert "disabled" in requests.get(console + "/console/login").text
     assert requests.get(console + "/console/api/keys").status_code == 401
+
+
+def test_routing_configuration_editor_validates_like_lint_and_takes_effect(gw):
+    s, csrf = signed_in(gw)
+    name = f"console-routing-{time.time_ns()}"
+    created = s.post(gw.console + "/console/api/keys", json={"name": name}, headers={"x-csrf-token": csrf}).json()
+    key, key_id = created["key"], created["id"]
+    page = s.get(gw.console + f"/console/keys/{key_id}").text
+    assert 'id="rc-yaml"' in page and "Routing configuration (YAML)" in page
+    url = gw.console + f"/console/keys/{key_id}/routing"
+    # Without the CSRF token: refused.
+    assert s.post(url, data={"routing": "active: true"}).status_code == 403
+    # A route to a model the catalog lacks: not saved, the lint error shown inline.
+    bad = "active: true\nroutes:\n  - { name: chat-model, model: ghost }\n"
+    r = s.post(url, data={"csrf": csrf, "routing": bad}, allow_redirects=False)
+    assert r.status_code == 400, r.text
+    assert 'role="alert"' in r.text and ("unknown model &#39;ghost&#39;" in r.text or "unknown model 'ghost'" in r.text)
+    body = {"model": "chat-model", "messages": [{"role": "user", "content": "x"}]}
+    assert gw.post("/v1/chat/completions", body, key=key).status_code == 404  # nothing saved
+    good = "active: true\nstrategy: fallback\nroutes:\n  - { name: chat-model, model: llama3 }\n"
+    r = s.post(url, data={"csrf": csrf, "routing": good}, allow_redirects=False)
+    assert r.status_code == 303, r.text
+    resp = gw.post("/v1/chat/completions", body, key=key)
+    assert resp.status_code == 200 and resp.headers["x-switchyard-resolved-model"] == "llama3.1:8b"
+    assert "model: llama3" in s.get(gw.console + f"/console/keys/{key_id}").text
+    # Toggle off (active: false): kept, not enforced — the model field is used as sent.
+    r = s.post(url, data={"csrf": csrf, "routing": good.replace("active: true", "active: false")}, allow_redirects=False)
+    assert r.status_code == 303
+    assert gw.post("/v1/chat/completions", body, key=key).status_code == 404
+    ok = gw.post("/v1/chat/completions", dict(body, model="gpt-4o"), key=key)
+    assert ok.status_code == 200 and ok.headers["x-switchyard-resolved-model"] == "gpt-4o"
