@@ -22,13 +22,20 @@ use std::time::Duration;
 /// The environment variable holding the admin token (server and CLI).
 pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
 
-pub async fn spawn(addr: &str, shared: Arc<Shared>) -> std::io::Result<()> {
+/// The admin token from the environment (`serve`), if set.
+pub fn token_from_env() -> Option<String> {
+    std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
+pub async fn spawn(
+    addr: &str,
+    shared: Arc<Shared>,
+    admin_token: Option<String>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    let token: Arc<Option<String>> = Arc::new(
-        std::env::var(ADMIN_TOKEN_ENV)
-            .ok()
-            .filter(|t| !t.is_empty()),
-    );
+    let token: Arc<Option<String>> = Arc::new(admin_token);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

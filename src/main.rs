@@ -60,6 +60,7 @@ impl ListenArgs {
         Addrs {
             extproc: self.extproc.unwrap_or_else(|| snap.listen.extproc.clone()),
             admin: self.admin.unwrap_or_else(|| snap.listen.admin.clone()),
+            admin_token: switchyard::admin::token_from_env(),
         }
     }
 }
@@ -475,11 +476,19 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         },
         &workdir,
     )?;
+    // `up` is for a laptop: the Console and admin API are on, with a fresh token unless one is
+    // given (printed below, like the demo key).
+    let admin_token = addrs.admin_token.clone().unwrap_or_else(|| {
+        let mut b = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+        hex::encode(b)
+    });
     server::start(
         loader,
         Addrs {
             extproc: addrs.extproc.clone(),
             admin: addrs.admin.clone(),
+            admin_token: Some(admin_token.clone()),
         },
     )
     .await?;
@@ -491,7 +500,10 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     println!("Switchyard is up.");
     println!("  Proxy endpoint:  http://{host}/v1");
     println!("  Demo key:        {demo_key}");
-    println!("  Admin:           http://{}/healthz", addrs.admin);
+    println!("  Console:         http://{}/console", addrs.admin);
+    println!(
+        "  Admin token:     {admin_token}   (Console sign-in; SWITCHYARD_ADMIN_TOKEN for the CLI)"
+    );
     println!("  Envoy log:       {}", log_path.display());
     println!(
         "Try:  curl http://{host}/v1/chat/completions -H 'Authorization: Bearer {demo_key}' -H 'content-type: application/json' -d '{{\"model\":\"demo-chat\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"

@@ -31,6 +31,8 @@ impl Loader {
 pub struct Addrs {
     pub extproc: String,
     pub admin: String,
+    /// The admin API and Console token (`None`: both closed).
+    pub admin_token: Option<String>,
 }
 
 pub struct Running {
@@ -87,7 +89,7 @@ pub async fn start(loader: Loader, addrs: Addrs) -> anyhow::Result<Running> {
             }
         });
     }
-    crate::admin::spawn(&addrs.admin, shared.clone()).await?;
+    crate::admin::spawn(&addrs.admin, shared.clone(), addrs.admin_token.clone()).await?;
     tracing::info!(extproc = %addrs.extproc, admin = %addrs.admin, "switchyard processor listening");
     Ok(Running { shared })
 }

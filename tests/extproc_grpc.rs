@@ -37,6 +37,7 @@ async fn start() -> String {
         Addrs {
             extproc: extproc.clone(),
             admin: free_addr(),
+            admin_token: None,
         },
     )
     .await

@@ -135,6 +135,14 @@ def test_up_prints_endpoint_and_demo_key(gateway):
     assert f"http://127.0.0.1:{gateway.proxy_port}/v1" in banner
     assert "sk-demo-e2e" in banner
     assert gateway.chat("gpt-4o", key="sk-demo-e2e").status_code == 200
+    # The Console is on under `up` (make run), with the token it prints.
+    assert f"http://{gateway.admin}/console" in banner
+    token = next(l.split()[2] for l in gateway.banner if l.strip().startswith("Admin token:"))
+    import requests as _rq
+    s = _rq.Session()
+    r = s.post(f"http://{gateway.admin}/console/login", data={"token": token}, allow_redirects=False)
+    assert r.status_code == 303
+    assert s.get(f"http://{gateway.admin}/console").status_code == 200
 
 
 def test_keys_create_prints_the_key_once_and_a_matching_hash():

@@ -230,12 +230,32 @@ def test_pages_escape_what_users_type(gw):
     assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
-def test_console_is_closed_without_an_admin_token(gateway):
-    console = f"http://{gateway.admin}"
-    r = requests.post(console + "/console/login", data={"token": ""}, allow_redirects=False)
-    assert r.status_code == 403 and "set-cookie" not in r.headers
-    assert "disabled" in requests.get(console + "/console/login").text
-    assert requests.get(console + "/console/api/keys").status_code == 401
+def test_console_is_closed_without_an_admin_token(gateway, tmp_path):
+    # `switchyard serve` without SWITCHYARD_ADMIN_TOKEN (`up` always mints one and prints it).
+    import os
+    import subprocess
+    from conftest import BIN, free_port
+    admin = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if k != "SWITCHYARD_ADMIN_TOKEN"}
+    proc = subprocess.Popen([str(BIN), "serve", "--config", str(gateway.config_path), "--extproc",
+                             f"127.0.0.1:{free_port()}", "--admin", admin],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        console = f"http://{admin}"
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                requests.get(console + "/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        r = requests.post(console + "/console/login", data={"token": ""}, allow_redirects=False)
+        assert r.status_code == 403 and "set-cookie" not in r.headers
+        assert "disabled" in requests.get(console + "/console/login").text
+        assert requests.get(console + "/console/api/keys").status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(5)
 
 
 def test_routing_configuration_editor_validates_like_lint_and_takes_effect(gw):
