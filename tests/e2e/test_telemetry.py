@@ -113,7 +113,10 @@ def test_metrics_over_otlp_and_prometheus(traced):
     gw, rx = traced
     assert gw.chat("gpt-4o").status_code == 200
     assert wait(lambda: any(m.name == "gen_ai.client.token.usage" for m in rx.metrics)), [m.name for m in rx.metrics]
-    text = requests.get(f"http://{gw.admin}/metrics", timeout=5).text
+    # The request's metrics land when its record is final, just after the response.
+    scrape = lambda: requests.get(f"http://{gw.admin}/metrics", timeout=5).text
+    assert wait(lambda: 'model="gpt-4o"' in scrape())
+    text = scrape()
     lines = [l for l in text.splitlines() if l and not l.startswith("#")]
     samples = {}
     for l in lines:
