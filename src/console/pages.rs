@@ -850,6 +850,15 @@ async fn usage_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
         if tr.is_empty() {
             tr = "<tr><td colspan=\"6\">No usage in this period.</td></tr>".into();
         }
+        let label_of = |r: &crate::store::UsageRow| match by {
+            UsageBy::Key => names
+                .get(&r.name)
+                .cloned()
+                .unwrap_or_else(|| r.name.clone()),
+            _ => r.name.clone(),
+        };
+        let _ = write!(body, "<h2>{title}</h2>");
+        body.push_str(&usage_chart(title, &rows, label_of));
         let _ = write!(
             body,
             "<table><caption>{title}</caption><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Requests</th>\
@@ -858,6 +867,59 @@ async fn usage_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
         );
     }
     html(200, layout(ctx, "/console/usage", "Usage", &body))
+}
+
+/// Spend and request volume per row as horizontal bars (inline SVG: no script, no inline
+/// styles, so the strict CSP holds); the table below carries the same numbers for screen readers.
+fn usage_chart(
+    title: &str,
+    rows: &[crate::store::UsageRow],
+    label_of: impl Fn(&crate::store::UsageRow) -> String,
+) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let max_cost = rows.iter().map(|r| r.cost_usd).fold(0.0_f64, f64::max);
+    let max_req = rows.iter().map(|r| r.requests).max().unwrap_or(0).max(1);
+    let (row_h, label_w, bar_w) = (34u32, 260u32, 360u32);
+    let height = row_h * rows.len() as u32 + 24;
+    let mut svg = format!(
+        "<figure class=\"chart\"><svg viewBox=\"0 0 {} {height}\" width=\"100%\" role=\"img\" \
+         aria-label=\"{} — spend and requests per row; the table below has the numbers\">\
+         <text x=\"{label_w}\" y=\"14\" class=\"legend\">spend</text>\
+         <text x=\"{}\" y=\"14\" class=\"legend\">requests</text>",
+        label_w + 2 * bar_w + 140,
+        esc(title),
+        label_w + bar_w + 70,
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let y = 24 + row_h * i as u32;
+        let cost_w = if max_cost > 0.0 {
+            (r.cost_usd / max_cost * f64::from(bar_w)).round() as u32
+        } else {
+            0
+        };
+        let req_w = (r.requests as f64 / max_req as f64 * f64::from(bar_w)).round() as u32;
+        let _ = write!(
+            svg,
+            "<text x=\"0\" y=\"{}\">{}</text>\
+             <rect x=\"{label_w}\" y=\"{y}\" width=\"{cost_w}\" height=\"12\" class=\"bar-cost\"/>\
+             <text x=\"{}\" y=\"{}\" class=\"small\">{}</text>\
+             <rect x=\"{}\" y=\"{y}\" width=\"{req_w}\" height=\"12\" class=\"bar-req\"/>\
+             <text x=\"{}\" y=\"{}\" class=\"small\">{}</text>",
+            y + 11,
+            esc(&label_of(r)),
+            label_w + cost_w + 6,
+            y + 11,
+            usd(r.cost_usd),
+            label_w + bar_w + 70,
+            label_w + bar_w + 70 + req_w + 6,
+            y + 11,
+            num(r.requests),
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
 }
 
 fn playground_page(

@@ -287,3 +287,19 @@ def test_routing_configuration_editor_validates_like_lint_and_takes_effect(gw):
     assert gw.post("/v1/chat/completions", body, key=key).status_code == 404
     ok = gw.post("/v1/chat/completions", dict(body, model="gpt-4o"), key=key)
     assert ok.status_code == 200 and ok.headers["x-switchyard-resolved-model"] == "gpt-4o"
+
+
+def test_usage_page_charts_spend_and_volume(gw):
+    s, csrf = signed_in(gw)
+    name = f"console-chart-{time.time_ns()}"
+    key = s.post(gw.console + "/console/api/keys", json={"name": name}, headers={"x-csrf-token": csrf}).json()["key"]
+    assert gw.post("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, key=key).status_code == 200
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        page = s.get(gw.console + "/console/usage?period=24h").text
+        if name in page:
+            break
+        time.sleep(0.1)
+    assert page.count('role="img"') == 3  # by key, by model, by provider
+    assert 'class="bar-cost"' in page and 'class="bar-req"' in page
+    assert f">{name}</text>" in page  # the key's bar is labelled with its name

@@ -109,6 +109,7 @@ try {
   step("usage and sign out");
   await nav("Usage");
   await page.getByRole("table", { name: "By model" }).getByRole("cell", { name: "gpt-4o" }).waitFor();
+  await shot("6-usage");
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in to Switchyard Console" }).waitFor();
   await page.goto(`${base}/console/logs`);
