@@ -15,6 +15,7 @@ mod golden;
 pub mod images;
 pub mod inbound_anthropic;
 pub mod openai;
+pub(crate) mod openai_shapes;
 pub mod sse;
 
 use serde::Serialize;

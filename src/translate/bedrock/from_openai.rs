@@ -14,6 +14,10 @@
 
 use super::eventstream::{Decoder, Frame};
 use super::{encode_label, finish_reason, input_tokens};
+use crate::translate::openai_shapes::{
+    ChatCompletion, Choice, Chunk, ChunkChoice, Delta, FunctionCall, FunctionDelta, Message,
+    ToolCall, ToolCallDelta,
+};
 use crate::translate::{
     Inbound, RequestOptions, StreamOutcome, StreamTranslator, TranslateError, UpstreamRequest,
     Usage, u64_at, write_data_event, write_openai_stream_error,
@@ -686,109 +690,6 @@ fn embeddings_request(
 }
 
 // ---------------------------------------------------------------- shapes
-
-#[derive(Serialize)]
-struct OaUsage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-}
-
-impl From<Usage> for OaUsage {
-    fn from(u: Usage) -> Self {
-        Self {
-            prompt_tokens: u.input_tokens,
-            completion_tokens: u.output_tokens,
-            total_tokens: u.input_tokens.saturating_add(u.output_tokens),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ChatCompletion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [Choice; 1],
-    usage: OaUsage,
-}
-
-#[derive(Serialize)]
-struct Choice {
-    index: u32,
-    message: Message,
-    finish_reason: &'static str,
-    logprobs: Option<()>,
-}
-
-#[derive(Serialize)]
-struct Message {
-    role: &'static str,
-    content: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall>,
-}
-
-#[derive(Serialize)]
-struct ToolCall {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionCall,
-}
-
-#[derive(Serialize)]
-struct FunctionCall {
-    name: String,
-    arguments: String,
-}
-
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChunkChoice<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<OaUsage>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoice<'a> {
-    index: u32,
-    delta: Delta<'a>,
-    finish_reason: Option<&'static str>,
-    logprobs: Option<()>,
-}
-
-#[derive(Default, Serialize)]
-struct Delta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<[ToolCallDelta<'a>; 1]>,
-}
-
-#[derive(Serialize)]
-struct ToolCallDelta<'a> {
-    index: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDelta<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionDelta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    arguments: &'a str,
-}
 
 #[derive(Serialize)]
 struct EmbeddingList {
