@@ -267,6 +267,11 @@ impl MemoryStore {
             .is_some())
     }
 
+    pub(super) async fn set_limits(&self, hex: &str, l: &Limits) -> Result<bool, StoreError> {
+        let mut m = self.lock()?;
+        Ok(m.keys.get_mut(hex).map(|k| k.limits = *l).is_some())
+    }
+
     pub(super) async fn revoke(&self, hex: &str) -> Result<bool, StoreError> {
         let mut m = self.lock()?;
         Ok(m.keys.get_mut(hex).map(|k| k.revoked = true).is_some())

@@ -622,7 +622,6 @@ impl Store {
         dispatch!(self.list_keys())
     }
 
-    /// Revoke by id (`key_<hex>` or the hex); false when no such key exists.
     /// Replace (or with `None` remove) a dynamic key's routing configuration; the caller has
     /// validated it. Takes effect on the key's next request on every replica.
     pub async fn set_routing(&self, id: &str, yaml: Option<&str>) -> Result<bool, StoreError> {
@@ -632,6 +631,16 @@ impl Store {
         dispatch!(self.set_routing(hex, yaml))
     }
 
+    /// Replace a dynamic key's limits and budgets (0 = off); false when no such key exists.
+    /// Like routing, takes effect on the key's next request on every replica.
+    pub async fn set_limits(&self, id: &str, limits: &Limits) -> Result<bool, StoreError> {
+        let Some(hex) = id_hex(id) else {
+            return Ok(false);
+        };
+        dispatch!(self.set_limits(hex, limits))
+    }
+
+    /// Revoke by id (`key_<hex>` or the hex); false when no such key exists.
     pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
         let Some(hex) = id_hex(id) else {
             return Ok(false);

@@ -34,6 +34,7 @@ struct Inner {
     reserve: Script,
     true_up: Script,
     create_key: Script,
+    update_key: Script,
     revoke: Script,
 }
 
@@ -77,6 +78,17 @@ fn limits_of(h: &Fields) -> Limits {
         daily_usd: float(h, "lim_daily_usd"),
         monthly_usd: float(h, "lim_monthly_usd"),
     }
+}
+
+/// The key record's limit fields (read back by `limits_of`).
+fn limit_fields(l: &Limits) -> [(&'static str, String); 5] {
+    [
+        ("lim_total", l.total_tokens_per_hour.to_string()),
+        ("lim_in", l.input_tokens_per_hour.to_string()),
+        ("lim_out", l.output_tokens_per_hour.to_string()),
+        ("lim_daily_usd", l.daily_usd.to_string()),
+        ("lim_monthly_usd", l.monthly_usd.to_string()),
+    ]
 }
 
 fn key_info(hex: &str, h: &Fields) -> KeyInfo {
@@ -129,6 +141,7 @@ impl RedisStore {
                 reserve: Script::new(include_str!("lua/reserve.lua")),
                 true_up: Script::new(include_str!("lua/true_up.lua")),
                 create_key: Script::new(include_str!("lua/create_key.lua")),
+                update_key: Script::new(include_str!("lua/update_key.lua")),
                 revoke: Script::new(include_str!("lua/revoke.lua")),
             }),
         })
@@ -161,12 +174,8 @@ impl RedisStore {
             ("name", new.name.clone()),
             ("created_ms", created_ms.to_string()),
             ("revoked", "0".into()),
-            ("lim_total", l.total_tokens_per_hour.to_string()),
-            ("lim_in", l.input_tokens_per_hour.to_string()),
-            ("lim_out", l.output_tokens_per_hour.to_string()),
-            ("lim_daily_usd", l.daily_usd.to_string()),
-            ("lim_monthly_usd", l.monthly_usd.to_string()),
         ];
+        fields.extend(limit_fields(l));
         if let Some(m) = &new.allowed_models {
             let json = serde_json::to_string(m).map_err(|e| StoreError::Invalid(e.to_string()))?;
             fields.push(("allowed_models", json));
@@ -273,17 +282,33 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// Set fields of an existing key record (an empty value removes the field); false when
+    /// the key does not exist.
+    pub(super) async fn update_key(
+        &self,
+        hex: &str,
+        fields: &[(&str, String)],
+    ) -> Result<bool, StoreError> {
+        let mut inv = self.inner.update_key.key(self.k(&format!("key:{hex}")));
+        for (f, v) in fields {
+            inv.arg(*f).arg(v);
+        }
+        let mut conn = self.conn();
+        let n: i64 = timed("update_key", self.admin(), inv.invoke_async(&mut conn)).await?;
+        Ok(n == 1)
+    }
+
     pub(super) async fn set_routing(
         &self,
         hex: &str,
         yaml: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let script = redis::Script::new(include_str!("lua/set_routing.lua"));
-        let mut inv = script.key(self.k(&format!("key:{hex}")));
-        inv.arg(yaml.unwrap_or(""));
-        let n: i64 = timed("set_routing", self.admin(), inv.invoke_async(&mut conn)).await?;
-        Ok(n == 1)
+        self.update_key(hex, &[("routing_yaml", yaml.unwrap_or("").to_string())])
+            .await
+    }
+
+    pub(super) async fn set_limits(&self, hex: &str, l: &Limits) -> Result<bool, StoreError> {
+        self.update_key(hex, &limit_fields(l)).await
     }
 
     pub(super) async fn revoke(&self, hex: &str) -> Result<bool, StoreError> {

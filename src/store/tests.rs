@@ -259,6 +259,39 @@ async fn keys_create_lookup_list_revoke() {
 }
 
 #[tokio::test]
+async fn limits_and_routing_change_on_the_next_lookup_of_another_replica() {
+    two_clients(|a, b| async move {
+        let (info, key) = a
+            .create_key(NewKey {
+                name: "tuned".into(),
+                limits: total(1000),
+                routing_yaml: Some("active: true\n".into()),
+                ..NewKey::default()
+            })
+            .await
+            .expect("create");
+        let limits = Limits {
+            input_tokens_per_hour: 300,
+            monthly_usd: 12.5,
+            ..Limits::default()
+        };
+        assert!(a.set_limits(&info.id, &limits).await.expect("set limits"));
+        let seen = b.lookup(&key).await.expect("lookup").expect("known");
+        assert_eq!(seen.limits, limits, "0 turns the old total limit off");
+        assert_eq!(seen.routing_yaml.as_deref(), Some("active: true\n"));
+
+        assert!(a.set_routing(&info.id, None).await.expect("clear routing"));
+        let seen = b.lookup(&key).await.expect("lookup").expect("known");
+        assert_eq!((seen.routing_yaml, seen.limits), (None, limits));
+
+        assert!(!a.set_limits("key_000000000000", &limits).await.expect("unknown"));
+        assert!(!a.set_routing("nonsense", None).await.expect("malformed id"));
+        assert_eq!(b.list_keys().await.expect("list").len(), 1, "no key created");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn revoke_is_visible_to_another_replica_at_once() {
     two_clients(|a, b| async move {
         let (info, key) = a
