@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Response};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 /// The periods the Dashboard and Usage pages offer.
 pub(crate) const PERIODS: [(&str, &str, u64); 3] = [
@@ -66,6 +67,22 @@ pub(crate) fn validate_create(
     if name.chars().any(char::is_control) {
         return Err("name: no control characters".into());
     }
+    Ok(CreateKey {
+        name: name.to_string(),
+        limits: parse_limits(limit)?,
+    })
+}
+
+/// The three per-hour token limits: (field, label), in the order the pages show them.
+pub(crate) const TOKEN_LIMITS: [(&str, &str); 3] = [
+    ("total_tokens_per_hour", "Total tokens"),
+    ("input_tokens_per_hour", "Input tokens"),
+    ("output_tokens_per_hour", "Output tokens"),
+];
+
+/// Limits from named fields (`total_tokens_per_hour`, …, `monthly_usd`); absent or empty = 0 =
+/// off. The error names the field.
+pub(crate) fn parse_limits(limit: &dyn Fn(&str) -> Option<String>) -> Result<Limits, String> {
     let tokens = |f: &str| -> Result<u64, String> {
         match limit(f).as_deref().map(str::trim) {
             None | Some("") => Ok(0),
@@ -84,16 +101,37 @@ pub(crate) fn validate_create(
                 .ok_or_else(|| format!("{f}: an amount in USD ≥ 0 (0 or empty = off)")),
         }
     };
-    Ok(CreateKey {
-        name: name.to_string(),
-        limits: Limits {
-            total_tokens_per_hour: tokens("total_tokens_per_hour")?,
-            input_tokens_per_hour: tokens("input_tokens_per_hour")?,
-            output_tokens_per_hour: tokens("output_tokens_per_hour")?,
-            daily_usd: usd("daily_usd")?,
-            monthly_usd: usd("monthly_usd")?,
-        },
+    Ok(Limits {
+        total_tokens_per_hour: tokens("total_tokens_per_hour")?,
+        input_tokens_per_hour: tokens("input_tokens_per_hour")?,
+        output_tokens_per_hour: tokens("output_tokens_per_hour")?,
+        daily_usd: usd("daily_usd")?,
+        monthly_usd: usd("monthly_usd")?,
     })
+}
+
+/// The key page's Rate Limit form: the section toggle (`enabled`) and each token limit's own
+/// toggle (`<field>_on`) decide which values count, so switching a limit off keeps nothing
+/// enforced behind the user's back. The spend budgets sit outside the toggle.
+pub(crate) fn limits_from_form(form: &HashMap<String, String>) -> Result<Limits, String> {
+    let on = |f: &str| form.get(f).is_some_and(|v| v == "on");
+    let section = on("enabled");
+    parse_limits(&|f: &str| {
+        let is_token_limit = TOKEN_LIMITS.iter().any(|(t, _)| *t == f);
+        if is_token_limit && !(section && on(&format!("{f}_on"))) {
+            return None;
+        }
+        form.get(f).cloned()
+    })
+}
+
+/// A JSON object's field as text for `parse_limits` (numbers and strings alike).
+fn json_field(obj: &Value, f: &str) -> Option<String> {
+    match obj.get(f)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        v => Some(v.to_string()),
+    }
 }
 
 /// Creates the key; the returned string is the key itself, to be shown once.
@@ -395,13 +433,7 @@ pub(crate) async fn api_mutate(
             if !(rl.is_null() || rl.is_object()) {
                 return json_error(400, "invalid_request_error", "rate_limit: an object");
             }
-            let field = |f: &str| -> Option<String> {
-                match rl.get(f)? {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    v => Some(v.to_string()),
-                }
-            };
+            let field = |f: &str| json_field(&rl, f);
             let name = match body.get("name") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.as_str()),
@@ -420,6 +452,44 @@ pub(crate) async fn api_mutate(
                              "proxy_endpoint": super::proxy_endpoint(ctx.shared),
                              "note": "the key is shown only once; only its hash is stored" }),
                 ),
+                Err(e) => store_failed(e),
+            }
+        }
+        (&Method::PUT, r) if r.starts_with("keys/") && r.ends_with("/limits") => {
+            let id = super::url_decode(&r["keys/".len()..r.len() - "/limits".len()]);
+            if !body.is_object() {
+                return json_error(
+                    400,
+                    "invalid_request_error",
+                    "body: a JSON object of limits",
+                );
+            }
+            let limits = match parse_limits(&|f: &str| json_field(&body, f)) {
+                Ok(l) => l,
+                Err(e) => return json_error(400, "invalid_request_error", &e),
+            };
+            match store.set_limits(&id, &limits).await {
+                Ok(true) => json_response(200, &json!({ "id": id, "limits": limits })),
+                Ok(false) => json_error(404, "not_found_error", &format!("no key with id {id}")),
+                Err(e) => store_failed(e),
+            }
+        }
+        (&Method::PUT, r) if r.starts_with("keys/") && r.ends_with("/routing") => {
+            let id = super::url_decode(&r["keys/".len()..r.len() - "/routing".len()]);
+            let key = match keys(store).await {
+                Ok(keys) => keys.into_iter().find(|k| k.id == id && !k.revoked),
+                Err(e) => return store_failed(e),
+            };
+            let Some(key) = key else {
+                return json_error(404, "not_found_error", &format!("no key with id {id}"));
+            };
+            let yaml = match crate::admin::routing_from(ctx.shared, &key.name, body.get("routing"))
+            {
+                Ok(y) => y,
+                Err(refused) => return *refused,
+            };
+            match store.set_routing(&key.id, yaml.as_deref()).await {
+                Ok(_) => json_response(200, &json!({ "id": key.id, "routing": yaml })),
                 Err(e) => store_failed(e),
             }
         }

@@ -17,6 +17,7 @@
 mod data;
 mod pages;
 mod playground;
+mod routing_form;
 
 use crate::extproc::Shared;
 use bytes::Bytes;

@@ -1,6 +1,7 @@
 //! Server-rendered pages. Every value that reaches the HTML goes through `esc`.
 
 use super::data::{self, PERIODS};
+use super::routing_form::{self, RoutingForm};
 use super::{Ctx, html, url_encode};
 use crate::store::{KeyStats, UsageBy};
 use bytes::Bytes;
@@ -219,6 +220,18 @@ pub(crate) async fn post(
                 Err(e) => store_error(ctx, &e),
             }
         }
+        (&Method::POST, p) if p.starts_with("/console/keys/") && p.ends_with("/limits") => {
+            let id = super::url_decode(&p["/console/keys/".len()..p.len() - "/limits".len()]);
+            let limits = match data::limits_from_form(&form) {
+                Ok(l) => l,
+                Err(e) => return key_page_with(ctx, &id, None, &[], Some(&e)).await,
+            };
+            match ctx.shared.store.set_limits(&id, &limits).await {
+                Ok(true) => super::redirect(&format!("/console/keys/{}", url_encode(&id)), None),
+                Ok(false) => html(404, message(ctx, "Not found", "No such key.")),
+                Err(e) => store_error(ctx, &e),
+            }
+        }
         (&Method::POST, p) if p.starts_with("/console/keys/") && p.ends_with("/routing") => {
             let id = super::url_decode(&p["/console/keys/".len()..p.len() - "/routing".len()]);
             let k = match find_key(ctx, &id).await {
@@ -226,13 +239,24 @@ pub(crate) async fn post(
                 Ok(None) => return html(404, message(ctx, "Not found", "No such key.")),
                 Err(e) => return store_error(ctx, &e),
             };
-            let draft = form.get("routing").map(|r| r.trim()).unwrap_or("");
+            // The YAML editor posts `routing`; the form editor posts its fields.
+            let draft = match form.get("routing") {
+                Some(yaml) => yaml.trim().to_string(),
+                None => {
+                    let f = RoutingForm::from_post(&form);
+                    if f.backends.is_empty() && f.rules.is_empty() {
+                        String::new()
+                    } else {
+                        f.to_yaml()
+                    }
+                }
+            };
             if !draft.is_empty()
-                && let Err(errors) = crate::admin::validate_routing(ctx.shared, &k.name, draft)
+                && let Err(errors) = crate::admin::validate_routing(ctx.shared, &k.name, &draft)
             {
-                return key_page_with(ctx, &id, Some(draft), &errors).await;
+                return key_page_with(ctx, &id, Some(&draft), &errors, None).await;
             }
-            let yaml = (!draft.is_empty()).then_some(draft);
+            let yaml = (!draft.is_empty()).then_some(draft.as_str());
             match ctx.shared.store.set_routing(&k.id, yaml).await {
                 Ok(_) => super::redirect(&format!("/console/keys/{}", url_encode(&k.id)), None),
                 Err(e) => store_error(ctx, &e),
@@ -450,18 +474,141 @@ async fn find_key(ctx: &Ctx<'_>, id: &str) -> Result<Option<KeyStats>, crate::st
 }
 
 async fn key_page(ctx: &Ctx<'_>, id: &str) -> Response<Full<Bytes>> {
-    key_page_with(ctx, id, None, &[]).await
+    key_page_with(ctx, id, None, &[], None).await
 }
 
-/// An example a new routing configuration starts from (the seed-000 fallback shape).
-const ROUTING_EXAMPLE: &str = "active: true\nstrategy: fallback      # fallback | traffic_split | rules\nroutes:\n  - { name: chat-model, model: gpt-4o, priority: 0 }\n";
+/// The key page's Rate Limit section (seed 000): a section toggle, then the three per-hour token
+/// limits, each with its own toggle, a slider and a number field (the number is what is sent;
+/// the script keeps the slider in step). Spend budgets sit beside them, outside the toggle.
+fn limits_section(ctx: &Ctx<'_>, k: &KeyStats, error: Option<&str>) -> String {
+    let l = &k.limits;
+    let values = [
+        l.total_tokens_per_hour,
+        l.input_tokens_per_hour,
+        l.output_tokens_per_hour,
+    ];
+    let section_on = values.iter().any(|v| *v > 0);
+    let mut rows = String::new();
+    for ((field, label), value) in data::TOKEN_LIMITS.iter().zip(values) {
+        let on = if value > 0 { " checked" } else { "" };
+        // The slider spans 0–1M tokens (or the current value, if larger); the field takes any.
+        let max = value.max(1_000_000);
+        let _ = write!(
+            rows,
+            "<div class=\"limit\"><label class=\"toggle\"><input type=\"checkbox\" name=\"{field}_on\" \
+             id=\"{field}-on\"{on}> {label} per hour</label>\
+             <input type=\"range\" id=\"{field}-range\" min=\"0\" max=\"{max}\" step=\"1000\" \
+             value=\"{value}\" data-mirror=\"{field}\" aria-label=\"{label} per hour (slider)\">\
+             <label class=\"sr\" for=\"{field}\">{label} per hour</label>\
+             <input type=\"number\" id=\"{field}\" name=\"{field}\" min=\"0\" step=\"1\" value=\"{value}\" \
+             data-mirror=\"{field}-range\"> <span class=\"small\">tokens</span></div>"
+        );
+    }
+    let usd_value = |v: f64| {
+        if v > 0.0 {
+            v.to_string()
+        } else {
+            String::new()
+        }
+    };
+    format!(
+        "<section class=\"card\" aria-labelledby=\"rl-h\"><h2 id=\"rl-h\">Rate limit</h2>{err}\
+         <form method=\"post\" action=\"/console/keys/{id}/limits\">{csrf}\
+         <p><label class=\"toggle\"><input type=\"checkbox\" name=\"enabled\" id=\"rl-enabled\"{section}> \
+         Rate limit</label> <span class=\"small\">Rolling one-hour window; each enabled limit is \
+         checked on its own and a request that would exceed one gets 429.</span></p>\
+         <fieldset id=\"rl-limits\" class=\"limits\"><legend>Token budgets per hour</legend>{rows}</fieldset>\
+         <fieldset class=\"limits\"><legend>Spend budgets (USD, empty = off)</legend>\
+         <label for=\"rl-day\">Daily</label><input id=\"rl-day\" name=\"daily_usd\" inputmode=\"decimal\" value=\"{day}\">\
+         <label for=\"rl-month\">Monthly</label><input id=\"rl-month\" name=\"monthly_usd\" inputmode=\"decimal\" value=\"{month}\">\
+         </fieldset><button type=\"submit\">Save limits</button></form></section>",
+        err = error.map_or(String::new(), |e| {
+            format!(
+                "<p class=\"error\" role=\"alert\">Not saved: {}</p>",
+                esc(e)
+            )
+        }),
+        id = url_encode(&k.id),
+        csrf = csrf_field(ctx),
+        section = if section_on { " checked" } else { "" },
+        day = usd_value(l.daily_usd),
+        month = usd_value(l.monthly_usd),
+    )
+}
 
-/// The key page, with a routing draft and its validation errors when a save was refused.
+/// The Routing Configuration section: the form editor (or why the form cannot show this
+/// configuration), and the YAML editor for everything.
+fn routing_section(ctx: &Ctx<'_>, k: &KeyStats, draft: Option<&str>, errors: &[String]) -> String {
+    let yaml = draft.or(k.routing_yaml.as_deref());
+    let catalog: Vec<(String, String, bool)> = data::models(&ctx.shared.live.load(), "", &[], "")
+        .iter()
+        .map(|m| {
+            let s = |f: &str| m.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+            (s("name"), s("provider"), s("status") == "enabled")
+        })
+        .collect();
+    let form = match yaml.map(RoutingForm::from_yaml) {
+        None => Ok(RoutingForm::default()),
+        Some(parsed) => parsed,
+    };
+    let id = url_encode(&k.id);
+    let csrf = csrf_field(ctx);
+    let editor = match &form {
+        Ok(f) => format!(
+            "<form method=\"post\" action=\"/console/keys/{id}/routing\" id=\"routing-form\">{csrf}\
+             {}<button type=\"submit\">Save routing</button></form>",
+            routing_form::render(f, &catalog)
+        ),
+        Err(why) => format!(
+            "<p class=\"notice\">This configuration cannot be shown as a form ({}); edit it as \
+             YAML below.</p>",
+            esc(why)
+        ),
+    };
+    let errors_html = if errors.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<div id=\"rc-errors\" class=\"error\" role=\"alert\"><p>Not saved:</p><ul>{}</ul></div>",
+            errors
+                .iter()
+                .map(|e| format!("<li>{}</li>", esc(e)))
+                .collect::<String>()
+        )
+    };
+    let state = match (&k.routing_yaml, &form) {
+        (None, _) => "<span class=\"badge off\">none</span> requests go to the model they name",
+        (Some(_), Ok(f)) if !f.active => {
+            "<span class=\"badge off\">inactive</span> saved but not enforced"
+        }
+        _ => "<span class=\"badge on\">configured</span>",
+    };
+    format!(
+        "<section class=\"card\" aria-labelledby=\"rc\"><h2 id=\"rc\">Routing configuration</h2>\
+         <p>{state}</p>{errors_html}{editor}\
+         <details{open}><summary>Edit as YAML</summary>\
+         <p class=\"small\">The key's <code>routing:</code> section, as in the config file: \
+         <code>active</code>, <code>strategy</code> (fallback, traffic_split, rules), \
+         <code>routes</code> with logical names, priorities and weights, and <code>rules</code>. \
+         It is checked exactly like <code>switchyard lint</code>; empty = no routing \
+         configuration.</p>\
+         <form method=\"post\" action=\"/console/keys/{id}/routing\">{csrf}\
+         <label for=\"rc-yaml\">Routing configuration (YAML)</label>\
+         <textarea id=\"rc-yaml\" name=\"routing\" rows=\"10\" class=\"mono\" aria-describedby=\"rc-errors\">{yaml}</textarea>\
+         <button type=\"submit\">Save YAML</button></form></details></section>",
+        open = if form.is_err() { " open" } else { "" },
+        yaml = esc(yaml.unwrap_or("")),
+    )
+}
+
+/// The key page; `draft` and `errors` when a routing save was refused, `limits_error` when a
+/// limits save was.
 async fn key_page_with(
     ctx: &Ctx<'_>,
     id: &str,
     draft: Option<&str>,
     errors: &[String],
+    limits_error: Option<&str>,
 ) -> Response<Full<Bytes>> {
     let k = match find_key(ctx, id).await {
         Ok(Some(k)) => k,
@@ -480,16 +627,7 @@ async fn key_page_with(
         "<dl class=\"detail\"><dt>Id</dt><dd class=\"mono\">{}</dd><dt>Created</dt><dd>{}</dd>\
          <dt>Last used</dt><dd>{}</dd><dt>Total requests</dt><dd>{}</dd>\
          <dt>Tokens in / out</dt><dd>{} / {}</dd><dt>Total spend</dt><dd>{}</dd>\
-         <dt>Rate limits</dt><dd>{}</dd></dl>\
-         <section class=\"card\" aria-labelledby=\"rc\"><h2 id=\"rc\">Routing configuration</h2>\
-         <p>The key's <code>routing:</code> section, as in the config file: <code>active</code>, \
-         <code>strategy</code> (fallback, traffic_split, rules), <code>routes</code> with logical \
-         names, priorities and weights, and <code>rules</code>. It is checked exactly like \
-         <code>switchyard lint</code>; empty = requests go to the model they name.</p>{routing_state}\
-         <form method=\"post\" action=\"/console/keys/{}/routing\">{csrf}\
-         <label for=\"rc-yaml\">Routing configuration (YAML)</label>\
-         <textarea id=\"rc-yaml\" name=\"routing\" rows=\"10\" class=\"mono\" aria-describedby=\"rc-errors\">{draft}</textarea>\
-         <button type=\"submit\">Save routing</button></form></section>\
+         <dt>Rate limits</dt><dd>{}</dd></dl>{}{}\
          <p><a href=\"/console/logs?key={}\">Request logs for this key</a></p>{revoke}",
         esc(&k.id),
         when(k.created_ms),
@@ -499,25 +637,15 @@ async fn key_page_with(
         num(k.output_tokens),
         usd(k.spend_usd),
         esc(&limits_text(&k)),
+        routing_section(ctx, &k, draft, errors),
+        limits_section(ctx, &k, limits_error),
         url_encode(&k.id),
-        url_encode(&k.id),
-        routing_state = if errors.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<div id=\"rc-errors\" class=\"error\" role=\"alert\"><p>Not saved:</p><ul>{}</ul></div>",
-                errors
-                    .iter()
-                    .map(|e| format!("<li>{}</li>", esc(e)))
-                    .collect::<String>()
-            )
-        },
-        csrf = csrf_field(ctx),
-        draft = esc(draft
-            .or(k.routing_yaml.as_deref())
-            .unwrap_or(ROUTING_EXAMPLE)),
     );
-    let status = if errors.is_empty() { 200 } else { 400 };
+    let status = if errors.is_empty() && limits_error.is_none() {
+        200
+    } else {
+        400
+    };
     html(status, layout(ctx, "/console/keys", &k.name, &body))
 }
 

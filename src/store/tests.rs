@@ -284,9 +284,17 @@ async fn limits_and_routing_change_on_the_next_lookup_of_another_replica() {
         let seen = b.lookup(&key).await.expect("lookup").expect("known");
         assert_eq!((seen.routing_yaml, seen.limits), (None, limits));
 
-        assert!(!a.set_limits("key_000000000000", &limits).await.expect("unknown"));
+        assert!(
+            !a.set_limits("key_000000000000", &limits)
+                .await
+                .expect("unknown")
+        );
         assert!(!a.set_routing("nonsense", None).await.expect("malformed id"));
-        assert_eq!(b.list_keys().await.expect("list").len(), 1, "no key created");
+        assert_eq!(
+            b.list_keys().await.expect("list").len(),
+            1,
+            "no key created"
+        );
     })
     .await;
 }

@@ -303,3 +303,111 @@ def test_usage_page_charts_spend_and_volume(gw):
     assert page.count('role="img"') == 3  # by key, by model, by provider
     assert 'class="bar-cost"' in page and 'class="bar-req"' in page
     assert f">{name}</text>" in page  # the key's bar is labelled with its name
+
+
+def new_key(s, gw, csrf, prefix):
+    created = s.post(gw.console + "/console/api/keys", json={"name": f"{prefix}-{time.time_ns()}"},
+                     headers={"x-csrf-token": csrf}).json()
+    return created["key"], created["id"]
+
+
+def stored_key(s, gw, key_id):
+    return next(k for k in s.get(gw.console + "/console/api/keys").json()["keys"] if k["id"] == key_id)
+
+
+def test_routing_form_editor_picks_backends_from_the_catalog_and_toggles_active(gw, providers):
+    s, csrf = signed_in(gw)
+    key, key_id = new_key(s, gw, csrf, "console-form")
+    page = s.get(gw.console + f"/console/keys/{key_id}").text
+    # The form: strategy picker, model pickers drawn from the catalog, the Active toggle.
+    assert 'name="strategy" value="traffic_split"' in page and 'id="rf-active" checked' in page
+    assert '<option value="claude-sonnet-4">claude-sonnet-4 · an</option>' in page
+    assert '<label class="sr" for="b0-priority">Backend 1 priority</label>' in page
+    url = gw.console + f"/console/keys/{key_id}/routing"
+    chain = {"csrf": csrf, "active": "on", "strategy": "fallback",
+             "b0_model": "claude-sonnet-4", "b0_name": "chat-model", "b0_priority": "0", "b0_weight": "",
+             "b1_model": "gpt-4o", "b1_name": "chat-model", "b1_priority": "1", "b1_weight": "",
+             "b2_model": "", "b2_name": "", "b2_priority": "", "b2_weight": ""}
+    # A weight that is not a number: refused with the lint error inline, nothing saved.
+    r = s.post(url, data=dict(chain, b1_weight="heavy"), allow_redirects=False)
+    assert r.status_code == 400 and 'role="alert"' in r.text and "weight" in r.text
+    assert stored_key(s, gw, key_id).get("routing_yaml") is None
+    r = s.post(url, data=chain, allow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert stored_key(s, gw, key_id)["routing_yaml"] == (
+        "active: true\nstrategy: fallback\nroutes:\n- name: chat-model\n  model: claude-sonnet-4\n  priority: 0\n"
+        "- name: chat-model\n  model: gpt-4o\n  priority: 1\n")
+    # The chain works: the primary fails, the secondary answers, and the log shows the fallback.
+    providers["an"].script("status:503")
+    body = {"model": "chat-model", "messages": [{"role": "user", "content": "x"}]}
+    r = gw.post("/v1/chat/completions", body, key=key)
+    assert r.status_code == 200 and r.headers["x-switchyard-provider"] == "oa"
+    assert r.headers["x-switchyard-fallbacks"] == "1"
+    # The page shows the saved chain back in the form.
+    page = s.get(gw.console + f"/console/keys/{key_id}").text
+    assert '<option value="claude-sonnet-4" selected>' in page and 'name="b1_priority" value="1"' in page
+    # Active off (the checkbox is simply not sent): kept, not enforced.
+    off = {k: v for k, v in chain.items() if k != "active"}
+    assert s.post(url, data=off, allow_redirects=False).status_code == 303
+    assert "active: false" in stored_key(s, gw, key_id)["routing_yaml"]
+    assert gw.post("/v1/chat/completions", body, key=key).status_code == 404
+    assert "inactive" in s.get(gw.console + f"/console/keys/{key_id}").text
+    # A one-condition rule from the form: a header sends traffic to llama3.
+    rules = dict(chain, strategy="rules", r0_attr="header", r0_name="x-priority", r0_op="in",
+                 r0_value="low, batch", r0_model="llama3", r0_then="")
+    assert s.post(url, data=rules, allow_redirects=False).status_code == 303
+    r = gw.post("/v1/chat/completions", body, key=key, headers={"x-priority": "batch"})
+    assert r.status_code == 200 and r.headers["x-switchyard-resolved-model"] == "llama3.1:8b"
+    assert "value:\n    - low\n    - batch" in stored_key(s, gw, key_id)["routing_yaml"]
+    # A configuration the form cannot show is edited as YAML, with the reason given.
+    nested = "active: true\nstrategy: rules\nroutes: [ { model: gpt-4o } ]\nrules:\n  - when: { any: [ { tag: t, op: exists } ] }\n    use: [ { model: llama3 } ]\n"
+    assert s.post(url, data={"csrf": csrf, "routing": nested}, allow_redirects=False).status_code == 303
+    page = s.get(gw.console + f"/console/keys/{key_id}").text
+    assert "cannot be shown as a form" in page and 'id="routing-form"' not in page
+    # The JSON API: the same validation.
+    h = {"x-csrf-token": csrf}
+    r = s.put(gw.console + f"/console/api/keys/{key_id}/routing", json={"routing": "routes: [ { model: ghost } ]"}, headers=h)
+    assert r.status_code == 400 and "ghost" in r.text
+    r = s.put(gw.console + f"/console/api/keys/{key_id}/routing", json={"routing": None}, headers=h)
+    assert r.status_code == 200 and stored_key(s, gw, key_id).get("routing_yaml") is None
+
+
+def test_rate_limit_toggle_and_sliders_set_the_key_limits(gw, providers):
+    s, csrf = signed_in(gw)
+    key, key_id = new_key(s, gw, csrf, "console-limits")
+    page = s.get(gw.console + f"/console/keys/{key_id}").text
+    for f in ["total_tokens_per_hour", "input_tokens_per_hour", "output_tokens_per_hour"]:
+        assert f'id="{f}-range"' in page and f'type="number" id="{f}"' in page and f'name="{f}_on"' in page
+    url = gw.console + f"/console/keys/{key_id}/limits"
+    # A value with its own toggle off, or with the section off, is not enforced.
+    form = {"csrf": csrf, "total_tokens_per_hour": "5", "input_tokens_per_hour": "7", "output_tokens_per_hour": "9"}
+    assert s.post(url, data=dict(form, input_tokens_per_hour_on="on"), allow_redirects=False).status_code == 303
+    assert stored_key(s, gw, key_id)["limits"]["input_tokens_per_hour"] == 0
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16}
+    assert gw.post("/v1/chat/completions", body, key=key).status_code == 200
+    # Section on, output tokens on at 5: a request that would hold 16 output tokens is refused.
+    r = s.post(url, data=dict(form, enabled="on", output_tokens_per_hour_on="on", output_tokens_per_hour="5"),
+               allow_redirects=False)
+    assert r.status_code == 303
+    limits = stored_key(s, gw, key_id)["limits"]
+    assert (limits["total_tokens_per_hour"], limits["input_tokens_per_hour"], limits["output_tokens_per_hour"]) == (0, 0, 5)
+    r = gw.post("/v1/chat/completions", body, key=key)
+    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    page = s.get(gw.console + f"/console/keys/{key_id}").text
+    assert 'id="rl-enabled" checked' in page and 'name="output_tokens_per_hour_on" id="output_tokens_per_hour-on" checked' in page
+    # Bad input: the error inline, nothing changed.
+    r = s.post(url, data=dict(form, enabled="on", total_tokens_per_hour_on="on", total_tokens_per_hour="lots"))
+    assert r.status_code == 400 and "total_tokens_per_hour" in r.text
+    assert stored_key(s, gw, key_id)["limits"]["output_tokens_per_hour"] == 5
+    # Switching the section off lifts the limits at once.
+    assert s.post(url, data=form, allow_redirects=False).status_code == 303
+    assert gw.post("/v1/chat/completions", body, key=key).status_code == 200
+    # JSON API and CSRF.
+    h = {"x-csrf-token": csrf}
+    api = gw.console + f"/console/api/keys/{key_id}/limits"
+    assert s.put(api, json={"total_tokens_per_hour": 1000}).status_code == 403
+    r = s.put(api, json={"total_tokens_per_hour": 1000, "daily_usd": 2.5}, headers=h)
+    assert r.status_code == 200 and r.json()["limits"]["total_tokens_per_hour"] == 1000
+    assert s.put(api, json={"total_tokens_per_hour": -3}, headers=h).status_code == 400
+    assert s.put(api, json=[1], headers=h).status_code == 400
+    assert s.put(gw.console + "/console/api/keys/key_000000000000/limits", json={}, headers=h).status_code == 404

@@ -37,6 +37,41 @@
     };
     q.addEventListener("input", apply); prov.addEventListener("change", apply); st.addEventListener("change", apply);
   }
+  // Key page, Rate limit: slider and number field in step; the section toggle enables the three
+  // limits (the server ignores them when it is off either way).
+  document.querySelectorAll("input[data-mirror]").forEach(function (input) {
+    input.addEventListener("input", function () {
+      var other = document.getElementById(input.getAttribute("data-mirror"));
+      if (other) other.value = input.value;
+    });
+  });
+  var rlOn = document.getElementById("rl-enabled"), rlSet = document.getElementById("rl-limits");
+  if (rlOn && rlSet) {
+    var sync = function () { rlSet.disabled = !rlOn.checked; };
+    rlOn.addEventListener("change", sync); sync();
+  }
+  // Key page, Routing form: rule rows only under the rules strategy; spare rows behind "+ Add".
+  var rf = document.getElementById("routing-form");
+  if (rf) {
+    var showStrategy = function () {
+      var picked = rf.querySelector("input[name=strategy]:checked");
+      rf.querySelectorAll("[data-strategy-only]").forEach(function (el) {
+        el.hidden = !picked || picked.value !== el.getAttribute("data-strategy-only");
+      });
+    };
+    rf.querySelectorAll("input[name=strategy]").forEach(function (r) { r.addEventListener("change", showStrategy); });
+    showStrategy();
+    rf.querySelectorAll("button[data-add-row]").forEach(function (b) {
+      var rows = rf.querySelectorAll("table." + b.getAttribute("data-add-row") + " tr.spare");
+      rows.forEach(function (tr) { tr.hidden = true; });
+      b.hidden = rows.length === 0;
+      b.addEventListener("click", function () {
+        var next = rf.querySelector("table." + b.getAttribute("data-add-row") + " tr.spare[hidden]");
+        if (next) { next.hidden = false; var f = next.querySelector("select, input"); if (f) f.focus(); }
+        b.hidden = !rf.querySelector("table." + b.getAttribute("data-add-row") + " tr.spare[hidden]");
+      });
+    });
+  }
   // Request Logs: /console/logs#req_… opens that row.
   if (location.hash.length > 1) {
     var d = document.querySelector('details[data-request-id="' + CSS.escape(location.hash.slice(1)) + '"]');
