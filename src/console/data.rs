@@ -158,10 +158,60 @@ pub(crate) fn provider_kind(snap: &Snapshot, i: usize) -> String {
         .unwrap_or_default()
 }
 
+/// The model a dated snapshot belongs to: `gpt-4o-2024-08-06` and `claude-sonnet-4-20250514`
+/// are snapshots of `gpt-4o` and `claude-sonnet-4`. The Catalog groups them under it.
+pub(crate) fn snapshot_of(name: &str) -> Option<&str> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let is_date = |d: &str| match d.len() {
+        8 => digits(d),
+        10 => {
+            let b = d.as_bytes();
+            b[4] == b'-' && b[7] == b'-' && digits(&d[..4]) && digits(&d[5..7]) && digits(&d[8..])
+        }
+        _ => false,
+    };
+    [8, 10].into_iter().find_map(|n| {
+        let cut = name.len().checked_sub(n + 1)?;
+        let (parent, date) = (name.get(..cut)?, name.get(cut + 1..)?);
+        (name.as_bytes()[cut] == b'-'
+            && is_date(date)
+            && (date.starts_with("19") || date.starts_with("20"))
+            && !parent.is_empty())
+        .then_some(parent)
+    })
+}
+
+/// The catalog grouped by `snapshot_of`: each model's group name, and whether it heads the
+/// group (the parent model itself when listed, else the group's first snapshot).
+pub(crate) fn snapshot_groups(models: &[Value]) -> Vec<(String, bool)> {
+    let name = |m: &Value| {
+        m.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let names: Vec<String> = models.iter().map(name).collect();
+    let mut seen = std::collections::HashSet::new();
+    names
+        .iter()
+        .map(|n| {
+            let group = snapshot_of(n).unwrap_or(n).to_string();
+            let parent_listed = names.iter().any(|x| *x == group);
+            let head = if parent_listed {
+                *n == group
+            } else {
+                seen.insert(group.clone())
+            };
+            (group, head)
+        })
+        .collect()
+}
+
 pub(crate) fn model_json(snap: &Snapshot, name: &str) -> Option<Value> {
     let m = snap.models.get(name)?;
     Some(json!({
         "name": m.name,
+        "snapshot_of": snapshot_of(&m.name),
         "provider": snap.providers.get(m.provider).map(|p| p.id.as_str()).unwrap_or(""),
         "provider_kind": provider_kind(snap, m.provider),
         "provider_model": m.provider_model,
@@ -366,10 +416,28 @@ pub(crate) async fn api_get(ctx: &Ctx<'_>, path: &str) -> Response<Full<Bytes>> 
                     "status: use enabled or disabled",
                 );
             }
-            json_response(
-                200,
-                &json!({ "models": models(&snap, q, &provider_list(ctx), status) }),
-            )
+            let mut list = models(&snap, q, &provider_list(ctx), status);
+            // `group=true`: one row per model, its dated snapshots listed under it.
+            if ctx.query.get("group").is_some_and(|g| g == "true") {
+                let groups = snapshot_groups(&list);
+                let mut heads: Vec<(String, Value)> = Vec::new();
+                let mut members: HashMap<String, Vec<Value>> = HashMap::new();
+                for (m, (group, head)) in list.into_iter().zip(groups) {
+                    if head {
+                        heads.push((group, m));
+                    } else {
+                        members.entry(group).or_default().push(m["name"].clone());
+                    }
+                }
+                list = heads
+                    .into_iter()
+                    .map(|(group, mut m)| {
+                        m["snapshots"] = Value::Array(members.remove(&group).unwrap_or_default());
+                        m
+                    })
+                    .collect();
+            }
+            json_response(200, &json!({ "models": list }))
         }
         "logs" => {
             if let Some(s) = ctx.query.get("status").filter(|s| !s.is_empty())
@@ -524,5 +592,51 @@ pub(crate) async fn api_mutate(
             "invalid_request_error",
             &format!("{method} is not supported on {path}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dated_snapshots_group_under_their_model() {
+        assert_eq!(snapshot_of("gpt-4o-2024-08-06"), Some("gpt-4o"));
+        assert_eq!(
+            snapshot_of("claude-sonnet-4-20250514"),
+            Some("claude-sonnet-4")
+        );
+        for plain in [
+            "gpt-4o",
+            "llama3.1:8b",
+            "x-12345678",
+            "-20250514",
+            "m-2024-8-06",
+            "é-20250514x",
+        ] {
+            assert_eq!(snapshot_of(plain), None, "{plain}");
+        }
+        let list: Vec<Value> = [
+            "a-20240101",
+            "gpt-4o",
+            "gpt-4o-2024-08-06",
+            "a-20250101",
+            "solo",
+        ]
+        .iter()
+        .map(|n| json!({ "name": n }))
+        .collect();
+        let groups = snapshot_groups(&list);
+        let heads: Vec<(&str, bool)> = groups.iter().map(|(g, h)| (g.as_str(), *h)).collect();
+        assert_eq!(
+            heads,
+            [
+                ("a", true),
+                ("gpt-4o", true),
+                ("gpt-4o", false),
+                ("a", false),
+                ("solo", true)
+            ]
+        );
     }
 }

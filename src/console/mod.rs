@@ -498,6 +498,8 @@ mod tests {
             "/console/api/overview",
             "/console/api/keys",
             "/console/api/keys/{id}",
+            "/console/api/keys/{id}/limits",
+            "/console/api/keys/{id}/routing",
             "/console/api/models",
             "/console/api/models/{name}",
             "/console/api/logs",

@@ -695,18 +695,39 @@ fn models_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
         let sel = if v == status { " selected" } else { "" };
         let _ = write!(st, "<option value=\"{v}\"{sel}>{label}</option>");
     }
+    // Group Snapshots (on unless the form said otherwise): dated versions fold under their model.
+    let grouped = ctx.query.get("grouped").is_none() || ctx.query.contains_key("group");
+    let groups = data::snapshot_groups(&models);
     let mut rows = String::new();
-    for m in &models {
+    for (m, (group, head)) in models.iter().zip(&groups) {
         let s = |f: &str| m.get(f).and_then(Value::as_str).unwrap_or("").to_string();
         let price = |f: &str| {
             m.pointer(&format!("/pricing/{f}"))
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0)
         };
+        let folded = groups.iter().filter(|(g, h)| g == group && !h).count();
+        let (attrs, note) = if *head {
+            let note = if folded > 0 {
+                format!(
+                    " <span class=\"small\" data-snapshot-count>+{folded} snapshot{}</span>",
+                    if folded == 1 { "" } else { "s" }
+                )
+            } else {
+                String::new()
+            };
+            (String::new(), note)
+        } else {
+            let hidden = if grouped { " hidden" } else { "" };
+            (
+                format!(" data-snapshot-of=\"{}\"{hidden}", esc(group)),
+                String::new(),
+            )
+        };
         let _ = write!(
             rows,
-            "<tr data-name=\"{}\" data-provider=\"{}\" data-status=\"{}\">\
-             <td><a href=\"/console/models/{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td>\
+            "<tr data-name=\"{}\" data-provider=\"{}\" data-status=\"{}\"{attrs}>\
+             <td><a href=\"/console/models/{}\">{}</a>{note}</td><td>{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{} / {}</td><td><span class=\"badge {}\">{}</span></td></tr>",
             esc(&s("name").to_lowercase()),
             esc(&s("provider")),
@@ -732,6 +753,8 @@ fn models_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
          <label for=\"q\">Search</label><input id=\"q\" name=\"q\" type=\"search\" value=\"{}\" placeholder=\"Model name\" autocomplete=\"off\">\
          <label for=\"provider\">Provider</label><select id=\"provider\" name=\"provider\" multiple size=\"{}\">{provs}</select>\
          <label for=\"status\">Status</label><select id=\"status\" name=\"status\">{st}</select>\
+         <input type=\"hidden\" name=\"grouped\" value=\"1\">\
+         <label class=\"toggle\"><input type=\"checkbox\" id=\"group\" name=\"group\"{group_on}> Group snapshots</label>\
          <button type=\"submit\">Filter</button></form>\
          <p class=\"small\" aria-live=\"polite\" id=\"model-count\">{} models</p>\
          <table id=\"models\"><caption>Model catalog (pricing per 1M tokens, input / output)</caption>\
@@ -739,7 +762,12 @@ fn models_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
          <th scope=\"col\">Pricing / 1M tokens</th><th scope=\"col\">Status</th></tr></thead><tbody>{rows}</tbody></table>",
         esc(&q),
         snap.providers.len().clamp(2, 6),
-        models.len()
+        if grouped {
+            groups.iter().filter(|(_, head)| *head).count()
+        } else {
+            models.len()
+        },
+        group_on = if grouped { " checked" } else { "" },
     );
     html(200, layout(ctx, "/console/models", "Model Catalog", &body))
 }

@@ -68,6 +68,7 @@ models:
     pricing: {{ input_per_mtok: 3.00, output_per_mtok: 15.00 }}
   - {{ name: text-embedding-3-small, provider: oa, pricing: {{ input_per_mtok: 0.02, output_per_mtok: 0 }} }}
   - {{ name: retired, provider: oa, status: disabled }}
+  - {{ name: gpt-4o-2024-08-06, provider: oa, pricing: {{ input_per_mtok: 2.50, output_per_mtok: 10.00 }} }}
   - name: dall-e-3
     provider: oa
     pricing: {{ per_image: {{ "1024x1024/standard": 0.04, "1024x1024/hd": 0.08, "1024x1792/hd": 0.12 }} }}

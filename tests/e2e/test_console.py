@@ -205,7 +205,16 @@ def test_model_catalog_filters_and_detail(gw):
     s, _ = signed_in(gw)
     api = gw.console + "/console/api/models"
     names = lambda **q: [m["name"] for m in s.get(api, params=q).json()["models"]]
-    assert names(q="GPT") == ["gpt-4o"]
+    assert names(q="GPT") == ["gpt-4o", "gpt-4o-2024-08-06"]
+    # Group Snapshots: the dated version folds under its model.
+    grouped = s.get(api, params={"q": "gpt", "group": "true"}).json()["models"]
+    assert [(m["name"], m["snapshots"]) for m in grouped] == [("gpt-4o", ["gpt-4o-2024-08-06"])]
+    assert s.get(api + "/gpt-4o-2024-08-06").json()["snapshot_of"] == "gpt-4o"
+    page = s.get(gw.console + "/console/models", params={"q": "gpt"}).text
+    assert 'id="group" name="group" checked' in page and "+1 snapshot<" in page
+    assert 'data-snapshot-of="gpt-4o" hidden' in page and "2 models" not in page
+    page = s.get(gw.console + "/console/models", params={"q": "gpt", "grouped": "1"}).text
+    assert 'id="group" name="group">' in page and 'data-snapshot-of="gpt-4o">' in page and "2 models" in page
     assert names(status="disabled") == ["retired"]
     assert "retired" not in names(status="enabled")
     assert names(provider="an") == ["claude-sonnet-4"]

@@ -21,6 +21,7 @@
   var form = document.getElementById("model-filters");
   if (table && form) {
     var q = form.querySelector("#q"), prov = form.querySelector("#provider"), st = form.querySelector("#status");
+    var group = form.querySelector("#group");
     var count = document.getElementById("model-count");
     var apply = function () {
       var text = q.value.trim().toLowerCase();
@@ -29,13 +30,15 @@
       table.querySelectorAll("tbody tr").forEach(function (tr) {
         var show = (!text || tr.dataset.name.indexOf(text) >= 0) &&
           (!chosen.length || chosen.indexOf(tr.dataset.provider) >= 0) &&
-          (!st.value || st.value === tr.dataset.status);
+          (!st.value || st.value === tr.dataset.status) &&
+          !(group && group.checked && tr.dataset.snapshotOf !== undefined);
         tr.hidden = !show;
         if (show) n++;
       });
       if (count) count.textContent = n + " models";
     };
     q.addEventListener("input", apply); prov.addEventListener("change", apply); st.addEventListener("change", apply);
+    if (group) group.addEventListener("change", apply);
   }
   // Key page, Rate limit: slider and number field in step; the section toggle enables the three
   // limits (the server ignores them when it is off either way).
