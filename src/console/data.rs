@@ -2,8 +2,12 @@
 //! `/console/api/*` handlers.
 
 use super::{Ctx, json_error, json_response};
+use crate::auth::Principal;
 use crate::config::Snapshot;
-use crate::store::{KeyStats, Limits, LogFilter, NewKey, Store, StoreError, UsageBy, UsageRow};
+use crate::extproc::Shared;
+use crate::store::{
+    KeyInfo, KeySource, KeyStats, Limits, LogFilter, NewKey, Store, StoreError, UsageBy, UsageRow,
+};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Response};
@@ -36,13 +40,31 @@ fn store_failed(e: StoreError) -> Response<Full<Bytes>> {
 
 // === keys ===
 
-pub(crate) async fn keys(store: &Store) -> Result<Vec<KeyStats>, StoreError> {
-    let mut keys = store.list_keys().await?;
+/// Every key: the store's (newest first, revoked last), then the config file's (by name), each
+/// with its use so far.
+pub(crate) async fn keys(shared: &Shared) -> Result<Vec<KeyStats>, StoreError> {
+    let mut keys = shared.store.list_keys().await?;
     keys.sort_by(|a, b| {
         a.revoked
             .cmp(&b.revoked)
             .then(b.created_ms.cmp(&a.created_ms))
     });
+    let snap = shared.live.load();
+    let mut configured: Vec<&Principal> = snap.keys.values().map(|p| &**p).collect();
+    configured.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    let ids: Vec<String> = configured.iter().map(|p| p.id.clone()).collect();
+    let used = shared.store.key_use(&ids).await?;
+    keys.extend(configured.iter().zip(used).map(|(p, used)| {
+        let info = KeyInfo {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            created_ms: 0,
+            limits: p.limits,
+            allowed_models: p.allowed_models.clone(),
+            routing_yaml: None,
+        };
+        KeyStats::new(info, used, KeySource::Config, false)
+    }));
     Ok(keys)
 }
 
@@ -379,7 +401,10 @@ pub(crate) async fn api_get(ctx: &Ctx<'_>, path: &str) -> Response<Full<Bytes>> 
         "session" => json_response(200, &json!({ "csrf": ctx.csrf, "user": "admin" })),
         "overview" => {
             let (pid, hours) = period(ctx);
-            let (keys, rows) = match (keys(store).await, usage(store, UsageBy::Key, hours).await) {
+            let (keys, rows) = match (
+                keys(ctx.shared).await,
+                usage(store, UsageBy::Key, hours).await,
+            ) {
                 (Ok(k), Ok(r)) => (k, r),
                 (Err(e), _) | (_, Err(e)) => return store_failed(e),
             };
@@ -401,7 +426,7 @@ pub(crate) async fn api_get(ctx: &Ctx<'_>, path: &str) -> Response<Full<Bytes>> 
                 }),
             )
         }
-        "keys" => match keys(store).await {
+        "keys" => match keys(ctx.shared).await {
             Ok(k) => json_response(200, &json!({ "keys": k })),
             Err(e) => store_failed(e),
         },
@@ -544,8 +569,10 @@ pub(crate) async fn api_mutate(
         }
         (&Method::PUT, r) if r.starts_with("keys/") && r.ends_with("/routing") => {
             let id = super::url_decode(&r["keys/".len()..r.len() - "/routing".len()]);
-            let key = match keys(store).await {
-                Ok(keys) => keys.into_iter().find(|k| k.id == id && !k.revoked),
+            let key = match keys(ctx.shared).await {
+                Ok(keys) => keys
+                    .into_iter()
+                    .find(|k| k.id == id && !k.revoked && k.source == KeySource::Store),
                 Err(e) => return store_failed(e),
             };
             let Some(key) = key else {

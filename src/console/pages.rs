@@ -3,7 +3,7 @@
 use super::data::{self, PERIODS};
 use super::routing_form::{self, RoutingForm};
 use super::{Ctx, html, url_encode};
-use crate::store::{KeyStats, UsageBy};
+use crate::store::{KeySource, KeyStats, UsageBy};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Response};
@@ -258,7 +258,8 @@ pub(crate) async fn post(
             }
             let yaml = (!draft.is_empty()).then_some(draft.as_str());
             match ctx.shared.store.set_routing(&k.id, yaml).await {
-                Ok(_) => super::redirect(&format!("/console/keys/{}", url_encode(&k.id)), None),
+                Ok(true) => super::redirect(&format!("/console/keys/{}", url_encode(&k.id)), None),
+                Ok(false) => html(404, message(ctx, "Not found", "No such key in the store.")),
                 Err(e) => store_error(ctx, &e),
             }
         }
@@ -290,7 +291,7 @@ async fn dashboard(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
     let (pid, hours) = data::period(ctx);
     let store = &ctx.shared.store;
     let (keys, rows) = match (
-        data::keys(store).await,
+        data::keys(ctx.shared).await,
         data::usage(store, UsageBy::Key, hours).await,
     ) {
         (Ok(k), Ok(r)) => (k, r),
@@ -371,7 +372,7 @@ async fn keys_page(
     created: Option<(&str, &str)>,
     error: Option<&str>,
 ) -> Response<Full<Bytes>> {
-    let keys = match data::keys(&ctx.shared.store).await {
+    let keys = match data::keys(ctx.shared).await {
         Ok(k) => k,
         Err(e) => return store_error(ctx, &e),
     };
@@ -400,7 +401,10 @@ async fn keys_page(
     }
     let mut rows = String::new();
     for k in &keys {
-        let actions = if k.revoked {
+        let from_config = k.source == KeySource::Config;
+        let actions = if from_config {
+            "<span class=\"small\">in the config file</span>".to_string()
+        } else if k.revoked {
             "<span class=\"badge off\">revoked</span>".to_string()
         } else {
             format!(
@@ -417,7 +421,7 @@ async fn keys_page(
             url_encode(&k.id),
             esc(&k.name),
             esc(&k.id),
-            when(k.created_ms),
+            created_at(k),
             num(k.requests),
             num(k.input_tokens),
             num(k.output_tokens),
@@ -434,7 +438,7 @@ async fn keys_page(
     });
     let _ = write!(
         body,
-        "<table><caption>API keys (dynamic keys in the store; keys in the config file are not listed)</caption>\
+        "<table><caption>API keys (created here or with <code>switchyard keys create</code>, then those of the config file)</caption>\
          <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Created</th><th scope=\"col\">Total requests</th>\
          <th scope=\"col\">Tokens in / out</th><th scope=\"col\">Total spend</th><th scope=\"col\">Rate limits</th>\
          <th scope=\"col\">Actions</th></tr></thead><tbody>{rows}</tbody></table>\
@@ -461,13 +465,21 @@ async fn keys_page(
     html(status, layout(ctx, "/console/keys", "API Keys", &body))
 }
 
+/// When a key was created; config-file keys have no creation time of their own.
+fn created_at(k: &KeyStats) -> String {
+    match k.source {
+        KeySource::Config => "config file".into(),
+        KeySource::Store => when(k.created_ms),
+    }
+}
+
 async fn find_key(ctx: &Ctx<'_>, id: &str) -> Result<Option<KeyStats>, crate::store::StoreError> {
     let want = if id.starts_with("key_") {
         id.to_string()
     } else {
         format!("key_{id}")
     };
-    Ok(data::keys(&ctx.shared.store)
+    Ok(data::keys(ctx.shared)
         .await?
         .into_iter()
         .find(|k| k.id == want))
@@ -615,7 +627,10 @@ async fn key_page_with(
         Ok(None) => return html(404, message(ctx, "Not found", "No such key.")),
         Err(e) => return store_error(ctx, &e),
     };
-    let revoke = if k.revoked {
+    let from_config = k.source == KeySource::Config;
+    let revoke = if from_config {
+        String::new()
+    } else if k.revoked {
         "<p><span class=\"badge off\">revoked</span></p>".to_string()
     } else {
         format!(
@@ -630,15 +645,25 @@ async fn key_page_with(
          <dt>Rate limits</dt><dd>{}</dd></dl>{}{}\
          <p><a href=\"/console/logs?key={}\">Request logs for this key</a></p>{revoke}",
         esc(&k.id),
-        when(k.created_ms),
+        created_at(&k),
         k.last_used_ms.map_or("never".into(), when),
         num(k.requests),
         num(k.input_tokens),
         num(k.output_tokens),
         usd(k.spend_usd),
         esc(&limits_text(&k)),
-        routing_section(ctx, &k, draft, errors),
-        limits_section(ctx, &k, limits_error),
+        if from_config {
+            "<p class=\"notice\">This key is defined in the config file (<code>keys:</code>); its \
+             routing and limits are changed there, and take effect on reload.</p>"
+                .to_string()
+        } else {
+            routing_section(ctx, &k, draft, errors)
+        },
+        if from_config {
+            String::new()
+        } else {
+            limits_section(ctx, &k, limits_error)
+        },
         url_encode(&k.id),
     );
     let status = if errors.is_empty() && limits_error.is_none() {
@@ -968,7 +993,7 @@ async fn logs_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
 async fn usage_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
     let (pid, hours) = data::period(ctx);
     let store = &ctx.shared.store;
-    let names: HashMap<String, String> = match data::keys(store).await {
+    let names: HashMap<String, String> = match data::keys(ctx.shared).await {
         Ok(k) => k.into_iter().map(|k| (k.id, k.name)).collect(),
         Err(e) => return store_error(ctx, &e),
     };

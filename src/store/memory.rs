@@ -54,6 +54,18 @@ struct KeyCounters {
     last_used_ms: Option<u64>,
 }
 
+impl KeyCounters {
+    fn to_use(&self) -> KeyUse {
+        KeyUse {
+            last_used_ms: self.last_used_ms,
+            requests: self.requests,
+            input_tokens: self.input,
+            output_tokens: self.output,
+            spend_usd: self.spend_nanos as f64 / NANOS_PER_USD,
+        }
+    }
+}
+
 /// The admission decision, shared in spirit with `reserve.lua` (keep the two in step): each
 /// enabled token limit must hold `used + estimate <= limit` over the buckets still in the window,
 /// each budget `spent + estimated cost <= limit`. Of several failures the one that needs the
@@ -234,21 +246,16 @@ impl MemoryStore {
             .keys
             .iter()
             .map(|(hex, k)| {
-                let id = public_id(hex);
-                let c = m.stats.get(&id);
-                KeyStats {
+                let info = KeyInfo {
+                    id: public_id(hex),
                     name: k.name.clone(),
                     created_ms: k.created_ms,
-                    last_used_ms: c.and_then(|c| c.last_used_ms),
-                    requests: c.map_or(0, |c| c.requests),
-                    input_tokens: c.map_or(0, |c| c.input),
-                    output_tokens: c.map_or(0, |c| c.output),
-                    spend_usd: c.map_or(0, |c| c.spend_nanos) as f64 / NANOS_PER_USD,
-                    revoked: k.revoked,
                     limits: k.limits,
+                    allowed_models: None,
                     routing_yaml: k.routing_yaml.clone(),
-                    id,
-                }
+                };
+                let used = m.stats.get(&info.id).map(KeyCounters::to_use);
+                KeyStats::new(info, used.unwrap_or_default(), KeySource::Store, k.revoked)
             })
             .collect();
         out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
@@ -265,6 +272,14 @@ impl MemoryStore {
             .get_mut(hex)
             .map(|k| k.routing_yaml = yaml.map(str::to_string))
             .is_some())
+    }
+
+    pub(super) async fn key_use(&self, ids: &[String]) -> Result<Vec<KeyUse>, StoreError> {
+        let m = self.lock()?;
+        Ok(ids
+            .iter()
+            .map(|id| m.stats.get(id).map(KeyCounters::to_use).unwrap_or_default())
+            .collect())
     }
 
     pub(super) async fn set_limits(&self, hex: &str, l: &Limits) -> Result<bool, StoreError> {

@@ -154,9 +154,28 @@ pub struct KeyInfo {
     pub routing_yaml: Option<String>,
 }
 
+/// What a key has used so far. Kept per key id for static and dynamic keys alike.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct KeyUse {
+    pub last_used_ms: Option<u64>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub spend_usd: f64,
+}
+
+/// Where a key is defined: minted into the store, or listed (by hash) in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    Store,
+    Config,
+}
+
 /// One row of `keys list`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeyStats {
+    pub source: KeySource,
     pub id: String,
     pub name: String,
     pub created_ms: u64,
@@ -170,6 +189,26 @@ pub struct KeyStats {
     /// The key's routing configuration (YAML), if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routing_yaml: Option<String>,
+}
+
+impl KeyStats {
+    /// A row from a key's identity and use.
+    pub fn new(info: KeyInfo, used: KeyUse, source: KeySource, revoked: bool) -> KeyStats {
+        KeyStats {
+            source,
+            id: info.id,
+            name: info.name,
+            created_ms: info.created_ms,
+            last_used_ms: used.last_used_ms,
+            requests: used.requests,
+            input_tokens: used.input_tokens,
+            output_tokens: used.output_tokens,
+            spend_usd: used.spend_usd,
+            revoked,
+            limits: info.limits,
+            routing_yaml: info.routing_yaml,
+        }
+    }
 }
 
 const KEY_PREFIX: &str = "sk-sy-";
@@ -620,6 +659,11 @@ impl Store {
     /// Every dynamic key (revoked ones too), oldest first. Never the key or its hash.
     pub async fn list_keys(&self) -> Result<Vec<KeyStats>, StoreError> {
         dispatch!(self.list_keys())
+    }
+
+    /// The use of each key id (static or dynamic), in order; unknown ids have used nothing.
+    pub async fn key_use(&self, ids: &[String]) -> Result<Vec<KeyUse>, StoreError> {
+        dispatch!(self.key_use(ids))
     }
 
     /// Replace (or with `None` remove) a dynamic key's routing configuration; the caller has

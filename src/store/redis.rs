@@ -91,6 +91,21 @@ fn limit_fields(l: &Limits) -> [(&'static str, String); 5] {
     ]
 }
 
+/// A key stats hash (`ks:<id>`, kept by `true_up.lua`).
+fn key_use(s: &Fields) -> KeyUse {
+    KeyUse {
+        last_used_ms: s.get("last_used_ms").and_then(|v| v.parse().ok()),
+        requests: num(s, "requests"),
+        input_tokens: num(s, "input_tokens"),
+        output_tokens: num(s, "output_tokens"),
+        spend_usd: s
+            .get("spend_nanos")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0) as f64
+            / NANOS_PER_USD,
+    }
+}
+
 fn key_info(hex: &str, h: &Fields) -> KeyInfo {
     KeyInfo {
         id: public_id(hex),
@@ -258,28 +273,30 @@ impl RedisStore {
                 if k.is_empty() {
                     return None;
                 }
-                let info = key_info(hex, k);
-                Some(KeyStats {
-                    id: info.id,
-                    name: info.name,
-                    created_ms: info.created_ms,
-                    last_used_ms: s.get("last_used_ms").and_then(|v| v.parse().ok()),
-                    requests: num(s, "requests"),
-                    input_tokens: num(s, "input_tokens"),
-                    output_tokens: num(s, "output_tokens"),
-                    spend_usd: s
-                        .get("spend_nanos")
-                        .and_then(|v| v.parse::<i64>().ok())
-                        .unwrap_or(0) as f64
-                        / NANOS_PER_USD,
-                    revoked: k.get("revoked").is_some_and(|r| r != "0"),
-                    limits: info.limits,
-                    routing_yaml: info.routing_yaml,
-                })
+                let revoked = k.get("revoked").is_some_and(|r| r != "0");
+                Some(KeyStats::new(
+                    key_info(hex, k),
+                    key_use(s),
+                    KeySource::Store,
+                    revoked,
+                ))
             })
             .collect();
         out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         Ok(out)
+    }
+
+    pub(super) async fn key_use(&self, ids: &[String]) -> Result<Vec<KeyUse>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = pipe();
+        for id in ids {
+            p.cmd("HGETALL").arg(self.k(&format!("ks:{id}")));
+        }
+        let mut conn = self.conn();
+        let maps: Vec<Fields> = timed("key_use", self.admin(), p.query_async(&mut conn)).await?;
+        Ok(maps.iter().map(key_use).collect())
     }
 
     /// Set fields of an existing key record (an empty value removes the field); false when

@@ -370,6 +370,22 @@ async fn true_up_is_exactly_once_and_feeds_stats() {
             (1, 120, 80, Some(BASE + 5_000))
         );
         assert!((row.spend_usd - 0.004).abs() < 1e-12);
+
+        // A static key (an id no store key has) keeps its use by id too.
+        let static_id = "key_5717c0ffee00".to_string();
+        let r = admit(&s, &static_id, &Limits::default(), e, BASE).await;
+        assert!(s.true_up(&r, &a, BASE + 7_000).await.expect("true up"));
+        let used = s
+            .key_use(&[static_id, "key_000000000000".into(), info.id.clone()])
+            .await
+            .expect("key use");
+        assert_eq!(
+            (used[0].requests, used[0].input_tokens, used[0].last_used_ms),
+            (1, 120, Some(BASE + 7_000))
+        );
+        assert_eq!(used[1], KeyUse::default());
+        assert_eq!(used[2].requests, row.requests);
+        assert_eq!(s.list_keys().await.expect("list").len(), 1, "not listed");
     })
     .await;
 }

@@ -420,3 +420,28 @@ def test_rate_limit_toggle_and_sliders_set_the_key_limits(gw, providers):
     assert s.put(api, json={"total_tokens_per_hour": -3}, headers=h).status_code == 400
     assert s.put(api, json=[1], headers=h).status_code == 400
     assert s.put(gw.console + "/console/api/keys/key_000000000000/limits", json={}, headers=h).status_code == 404
+
+
+def test_config_file_keys_are_listed_with_their_use_and_read_only(gw):
+    s, csrf = signed_in(gw)
+    r = gw.post("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "count me"}]})
+    assert r.status_code == 200
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        keys = s.get(gw.console + "/console/api/keys").json()["keys"]
+        e2e = next(k for k in keys if k["name"] == "e2e")
+        if e2e["requests"] >= 1:
+            break
+        time.sleep(0.1)
+    assert e2e["source"] == "config" and e2e["requests"] >= 1 and e2e["input_tokens"] > 0 and e2e["spend_usd"] > 0
+    assert next(k for k in keys if k["name"] == "restricted")["source"] == "config"
+    page = s.get(gw.console + "/console/keys").text
+    assert ">e2e</a>" in page and "in the config file" in page
+    detail = s.get(gw.console + f"/console/keys/{e2e['id']}").text
+    assert "defined in the config file" in detail and 'id="routing-form"' not in detail and 'id="rl-enabled"' not in detail
+    # Nothing in the Console changes or revokes it.
+    h = {"x-csrf-token": csrf}
+    assert s.put(gw.console + f"/console/api/keys/{e2e['id']}/routing", json={"routing": None}, headers=h).status_code == 404
+    assert s.put(gw.console + f"/console/api/keys/{e2e['id']}/limits", json={}, headers=h).status_code == 404
+    assert s.delete(gw.console + f"/console/api/keys/{e2e['id']}", headers=h).status_code == 404
+    assert gw.post("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}).status_code == 200
