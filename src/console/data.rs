@@ -218,7 +218,7 @@ pub(crate) fn snapshot_groups(models: &[Value]) -> Vec<(String, bool)> {
         .iter()
         .map(|n| {
             let group = snapshot_of(n).unwrap_or(n).to_string();
-            let parent_listed = names.iter().any(|x| *x == group);
+            let parent_listed = names.contains(&group);
             let head = if parent_listed {
                 *n == group
             } else {

@@ -721,7 +721,7 @@ fn models_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
         let _ = write!(st, "<option value=\"{v}\"{sel}>{label}</option>");
     }
     // Group Snapshots (on unless the form said otherwise): dated versions fold under their model.
-    let grouped = ctx.query.get("grouped").is_none() || ctx.query.contains_key("group");
+    let grouped = !ctx.query.contains_key("grouped") || ctx.query.contains_key("group");
     let groups = data::snapshot_groups(&models);
     let mut rows = String::new();
     for (m, (group, head)) in models.iter().zip(&groups) {
