@@ -391,7 +391,11 @@ mod tests {
                 c.push(chunk);
                 assert!(c.buf.capacity() <= cap, "cap {cap}: {}", c.buf.capacity());
             }
-            assert_eq!(c.finish(), BodyCapture::of(text.as_bytes(), cap), "cap {cap}");
+            assert_eq!(
+                c.finish(),
+                BodyCapture::of(text.as_bytes(), cap),
+                "cap {cap}"
+            );
         }
     }
 

@@ -678,10 +678,20 @@ fn text_of(r: &Value, f: &str) -> String {
 /// it recorded when this gateway does not log bodies.
 fn log_bodies(r: &Value, logging_on: bool) -> String {
     let fields = [
-        ("Request", "request_body", "request-body"),
-        ("Response", "response_body", "response-body"),
+        (
+            "Request",
+            "request_body",
+            "request_body_truncated",
+            "request-body",
+        ),
+        (
+            "Response",
+            "response_body",
+            "response_body_truncated",
+            "response-body",
+        ),
     ];
-    if !logging_on && fields.iter().all(|(_, f, _)| r.get(*f).is_none()) {
+    if !logging_on && fields.iter().all(|(_, f, _, _)| r.get(*f).is_none()) {
         return "<dt>Content</dt><dd class=\"small\" data-field=\"bodies-off\">Not recorded. \
                 Set <code>records: { log_bodies: true }</code> in the gateway config to keep each \
                 request's and response's content (up to <code>log_body_max_bytes</code> each, \
@@ -689,7 +699,7 @@ fn log_bodies(r: &Value, logging_on: bool) -> String {
             .to_string();
     }
     let mut out = String::new();
-    for (label, field, data) in fields {
+    for (label, field, cut, data) in fields {
         let Some(text) = r.get(field).and_then(Value::as_str) else {
             let _ = write!(out, "<dt>{label}</dt><dd>—</dd>");
             continue;
@@ -698,7 +708,7 @@ fn log_bodies(r: &Value, logging_on: bool) -> String {
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
             .unwrap_or_else(|| text.to_string());
-        let note = if r.get(&format!("{field}_truncated")) == Some(&Value::Bool(true)) {
+        let note = if r.get(cut) == Some(&Value::Bool(true)) {
             "<p class=\"small\">Truncated: longer than <code>records.log_body_max_bytes</code>.</p>"
         } else {
             ""
@@ -821,10 +831,7 @@ async fn logs_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
         let _ = write!(since_opts, "<option value=\"{v}\"{sel}>{label}</option>");
     }
     let bodies_logged = ctx.shared.live.load().records.log_bodies;
-    let rows: String = records
-        .iter()
-        .map(|r| log_row(r, bodies_logged))
-        .collect();
+    let rows: String = records.iter().map(|r| log_row(r, bodies_logged)).collect();
     let source = if matches!(ctx.shared.store, crate::store::Store::Redis(_)) {
         "the shared request log (all replicas)"
     } else {
@@ -1059,9 +1066,15 @@ mod tests {
         });
         let html = log_bodies(&r, false);
         assert!(!html.contains("<script>"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
         assert!(html.contains("{\n  &quot;messages&quot;: ["), "{html}");
-        assert!(html.contains("data: [DONE]") && html.contains("Truncated"), "{html}");
+        assert!(
+            html.contains("data: [DONE]") && html.contains("Truncated"),
+            "{html}"
+        );
         assert_eq!(html.matches("Truncated").count(), 1);
         let none = serde_json::json!({});
         assert!(log_bodies(&none, false).contains("log_bodies: true"));

@@ -329,14 +329,14 @@ impl UpstreamExchange {
             for _ in 1..self.held_chunks {
                 out.push(response_body_reply(Some(Vec::new())));
             }
-            out.push(self.to_client(output));
+            out.push(self.client_chunk(output));
         }
         self.held_chunks = 0;
         out
     }
 
     /// A chunk of the response the client receives (translated), noted for the record.
-    fn to_client(&mut self, chunk: Vec<u8>) -> pb::ProcessingResponse {
+    fn client_chunk(&mut self, chunk: Vec<u8>) -> pb::ProcessingResponse {
         if let Some(c) = &mut self.capture {
             c.push(&chunk);
         }
@@ -372,7 +372,7 @@ impl UpstreamExchange {
                     self.held = out;
                     return vec![];
                 }
-                vec![self.to_client(out)]
+                vec![self.client_chunk(out)]
             }
             Mode::Whole | Mode::FinalError(_) => {
                 if self.held.len() + b.body.len() <= MAX_HELD {
@@ -389,7 +389,7 @@ impl UpstreamExchange {
                 let out = self.finish_whole(&state);
                 match self.held_headers.take() {
                     Some(m) => self.release(m, out, true),
-                    None => vec![self.to_client(out)],
+                    None => vec![self.client_chunk(out)],
                 }
             }
         }
