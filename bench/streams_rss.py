@@ -3,6 +3,10 @@ through Envoy + Switchyard (release build) against the fake provider; prints the
 peak RSS (VmHWM) and how many streams completed cleanly.
 
     .venv/bin/python bench/streams_rss.py [N]     # default 1000
+
+STREAMS_LOG_BODIES=1 turns `records.log_bodies` on; STREAMS_BODY_BYTES=B makes each prompt and
+each streamed reply B characters (default: "hi" and the fake's short reply); SWITCHYARD_BIN runs
+that binary instead of building the release one.
 """
 
 import http.client
@@ -21,6 +25,8 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from fake_provider import FakeProvider  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+LOG_BODIES = "true" if os.environ.get("STREAMS_LOG_BODIES") == "1" else "false"
+BODY_BYTES = int(os.environ.get("STREAMS_BODY_BYTES", "0"))
 
 
 def free_port():
@@ -37,19 +43,24 @@ def vm_hwm(pid):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "switchyard"], cwd=ROOT, check=True)
+    binary = os.environ.get("SWITCHYARD_BIN")
+    if not binary:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "switchyard"], cwd=ROOT, check=True)
+        binary = str(ROOT / "target/release/switchyard")
     fp = FakeProvider("slow").start()
     fp.stream_delay = 0.5  # ~3 s per stream: all N are open together
+    if BODY_BYTES:
+        fp.reply_text = "w" * BODY_BYTES
     work = Path(tempfile.mkdtemp(prefix="sy-streams-"))
     cfg = work / "gw.yaml"
     cfg.write_text(f"""
-records: {{ path: records.jsonl }}
+records: {{ path: records.jsonl, log_bodies: {LOG_BODIES} }}
 providers: [ {{ id: slow, kind: openai_compatible, base_url: "{fp.url}/v1" }} ]
 models: [ {{ name: m, provider: slow }} ]
 """)
     proxy = free_port()
     env = dict(os.environ, SWITCHYARD_DEMO_KEY="sk-streams", ENVOY_BIN=str(ROOT / ".venv/bin/envoy"))
-    proc = subprocess.Popen([str(ROOT / "target/release/switchyard"), "up", "--config", str(cfg),
+    proc = subprocess.Popen([binary, "up", "--config", str(cfg),
                              "--proxy", f"127.0.0.1:{proxy}", "--extproc", f"127.0.0.1:{free_port()}",
                              "--admin", f"127.0.0.1:{free_port()}", "--envoy-admin", f"127.0.0.1:{free_port()}",
                              "--workdir", str(work / "run")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
@@ -58,7 +69,7 @@ models: [ {{ name: m, provider: slow }} ]
     idle = vm_hwm(proc.pid)
     ok = [0]
     lock = threading.Lock()
-    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x" * BODY_BYTES or "hi"}]})
 
     failures = {}
 

@@ -19,6 +19,11 @@ const DEFAULT_MAX_BODY: u64 = 4 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 300_000;
 const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// Per body kept in a record: a typical chat turn fits; 1k streams in flight hold at most
+/// 16 MiB of captures.
+pub const DEFAULT_LOG_BODY_MAX: usize = 8 * 1024;
+/// Largest per-body cap accepted: past it, the ring's byte budget holds only a handful of records.
+const MAX_LOG_BODY_MAX: usize = 1024 * 1024;
 /// Longest fallback chain Envoy is given; longer groups are cut (and linted).
 pub const MAX_CHAIN: usize = 6;
 
@@ -370,6 +375,15 @@ pub struct Listen {
 pub struct Records {
     pub path: PathBuf,
     pub ring: usize,
+    pub log_bodies: bool,
+    pub log_body_max_bytes: usize,
+}
+
+impl Records {
+    /// How many bytes of each body a record keeps; `None` when bodies are not logged.
+    pub fn body_cap(&self) -> Option<usize> {
+        self.log_bodies.then_some(self.log_body_max_bytes)
+    }
 }
 
 /// A validated, immutable configuration. Built once per file version; shared by `Arc`.
@@ -446,7 +460,22 @@ impl Snapshot {
                 .map(|p| base_dir.join(p))
                 .unwrap_or_else(|| PathBuf::from("switchyard-requests.jsonl")),
             ring: raw.records.ring.unwrap_or(10_000),
+            log_bodies: raw.records.log_bodies.unwrap_or(false),
+            log_body_max_bytes: raw
+                .records
+                .log_body_max_bytes
+                .unwrap_or(DEFAULT_LOG_BODY_MAX),
         };
+        if !(1..=MAX_LOG_BODY_MAX).contains(&records.log_body_max_bytes) {
+            errors.push(err(
+                "records.log_body_max_bytes",
+                format!(
+                    "{} is outside 1..={MAX_LOG_BODY_MAX}",
+                    records.log_body_max_bytes
+                ),
+                "use a cap such as 8192; set records.log_bodies: false to keep no bodies",
+            ));
+        }
 
         let secret_files: Vec<PathBuf> = raw
             .providers

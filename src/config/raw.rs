@@ -69,6 +69,11 @@ pub struct RawRecords {
     pub path: Option<String>,
     /// How many recent records the processor keeps in memory.
     pub ring: Option<usize>,
+    /// Keep the client's request body and the response it received in each record (default
+    /// false: prompts and completions often hold personal data, and bodies grow every record).
+    pub log_bodies: Option<bool>,
+    /// Cap per body when `log_bodies` is on (default 8 KiB); longer bodies are cut and marked.
+    pub log_body_max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -162,3 +162,17 @@ fn lint_warns_about_contradictory_rules() {
     assert!(flagged[0].starts_with("keys[0].routing.rules[0]: can never match"));
     assert!(flagged[1].starts_with("keys[0].routing.rules[1]: can never match"));
 }
+
+#[test]
+fn body_logging_is_off_by_default_and_its_cap_is_checked() {
+    let snap = Snapshot::from_yaml(P, Path::new("t.yaml")).expect("valid");
+    assert_eq!(snap.records.body_cap(), None);
+    let on = format!("{P}records: {{ log_bodies: true }}\n");
+    let snap = Snapshot::from_yaml(&on, Path::new("t.yaml")).expect("valid");
+    assert_eq!(snap.records.body_cap(), Some(DEFAULT_LOG_BODY_MAX));
+    let e = errors(&format!(
+        "{P}records: {{ log_bodies: true, log_body_max_bytes: 0 }}\n"
+    ));
+    assert_eq!(e[0].path, "records.log_body_max_bytes");
+    assert!(e[0].fix.contains("log_bodies: false"), "{e:?}");
+}

@@ -855,7 +855,55 @@ fn text_of(r: &Value, f: &str) -> String {
     }
 }
 
-fn log_row(r: &Value) -> String {
+/// The request and response content of a record (escaped, JSON pretty-printed), or how to have
+/// it recorded when this gateway does not log bodies.
+fn log_bodies(r: &Value, logging_on: bool) -> String {
+    let fields = [
+        (
+            "Request",
+            "request_body",
+            "request_body_truncated",
+            "request-body",
+        ),
+        (
+            "Response",
+            "response_body",
+            "response_body_truncated",
+            "response-body",
+        ),
+    ];
+    if !logging_on && fields.iter().all(|(_, f, _, _)| r.get(*f).is_none()) {
+        return "<dt>Content</dt><dd class=\"small\" data-field=\"bodies-off\">Not recorded. \
+                Set <code>records: { log_bodies: true }</code> in the gateway config to keep each \
+                request's and response's content (up to <code>log_body_max_bytes</code> each, \
+                default 8 KiB).</dd>"
+            .to_string();
+    }
+    let mut out = String::new();
+    for (label, field, cut, data) in fields {
+        let Some(text) = r.get(field).and_then(Value::as_str) else {
+            let _ = write!(out, "<dt>{label}</dt><dd>—</dd>");
+            continue;
+        };
+        let shown = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| text.to_string());
+        let note = if r.get(cut) == Some(&Value::Bool(true)) {
+            "<p class=\"small\">Truncated: longer than <code>records.log_body_max_bytes</code>.</p>"
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "<dt>{label}</dt><dd><pre class=\"body\" data-field=\"{data}\">{}</pre>{note}</dd>",
+            esc(&shown)
+        );
+    }
+    out
+}
+
+fn log_row(r: &Value, bodies_logged: bool) -> String {
     let t = |f: &str| esc(&text_of(r, f));
     let n = |f: &str| r.get(f).and_then(Value::as_u64).unwrap_or(0);
     let f = |f: &str| r.get(f).and_then(Value::as_f64).unwrap_or(0.0);
@@ -921,7 +969,7 @@ fn log_row(r: &Value) -> String {
          <dt>Latency</dt><dd data-field=\"latency\">{lat:.0} ms (gateway overhead {ovh:.1} ms)</dd>\
          <dt>Cost</dt><dd data-field=\"cost\">{cost}</dd>\
          <dt>Outcome</dt><dd>{outcome} {error}</dd><dt>Endpoint</dt><dd class=\"mono\">{endpoint}</dd>\
-         <dt>Decision trace</dt><dd><ul class=\"trace\">{trace}</ul></dd></dl></details></li>",
+         <dt>Decision trace</dt><dd><ul class=\"trace\">{trace}</ul></dd>{bodies}</dl></details></li>",
         id = t("id"),
         ts = t("ts"),
         key = t("key_name"),
@@ -940,6 +988,7 @@ fn log_row(r: &Value) -> String {
             .and_then(Value::as_str)
             .map_or(String::new(), |e| format!("({})", esc(e))),
         endpoint = t("endpoint"),
+        bodies = log_bodies(r, bodies_logged),
     )
 }
 
@@ -962,7 +1011,8 @@ async fn logs_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
         let sel = if v == since { " selected" } else { "" };
         let _ = write!(since_opts, "<option value=\"{v}\"{sel}>{label}</option>");
     }
-    let rows: String = records.iter().map(log_row).collect();
+    let bodies_logged = ctx.shared.live.load().records.log_bodies;
+    let rows: String = records.iter().map(|r| log_row(r, bodies_logged)).collect();
     let source = if matches!(ctx.shared.store, crate::store::Store::Redis(_)) {
         "the shared request log (all replicas)"
     } else {
@@ -1186,6 +1236,30 @@ mod tests {
         assert_eq!(usd(0.0000125), "$0.000013");
         assert_eq!(usd(3.5), "$3.50");
         assert_eq!(when(0), "1970-01-01 00:00 UTC");
+    }
+
+    #[test]
+    fn logged_bodies_are_escaped_pretty_printed_and_marked_when_cut() {
+        let r = serde_json::json!({
+            "request_body": r#"{"messages":[{"content":"<script>alert(1)</script>"}]}"#,
+            "response_body": "data: {\"x\":1}\n\ndata: [DONE]\n\n",
+            "response_body_truncated": true,
+        });
+        let html = log_bodies(&r, false);
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("{\n  &quot;messages&quot;: ["), "{html}");
+        assert!(
+            html.contains("data: [DONE]") && html.contains("Truncated"),
+            "{html}"
+        );
+        assert_eq!(html.matches("Truncated").count(), 1);
+        let none = serde_json::json!({});
+        assert!(log_bodies(&none, false).contains("log_bodies: true"));
+        assert!(!log_bodies(&none, true).contains("log_bodies: true"));
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl DownstreamExchange {
         let mut inner = state.lock();
         let body = r.body_in(inner.dialect);
         let status = r.status;
+        inner.capture_response(&body);
         inner.rejection = Some(r);
         drop(inner);
         vec![immediate(status, body, m)]
@@ -80,7 +81,11 @@ impl DownstreamExchange {
         let method = header(h, ":method").unwrap_or("");
         let full_path = header(h, ":path").unwrap_or("/");
         let path = full_path.split('?').next().unwrap_or("/");
-        state.lock().endpoint = path.to_string();
+        {
+            let mut inner = state.lock();
+            inner.endpoint = path.to_string();
+            inner.body_cap = snap.records.body_cap();
+        }
         let inbound = match path {
             "/v1/chat/completions" | "/chat/completions" => Some(Inbound::ChatCompletions),
             // Anthropic Messages: answered in Anthropic's shapes, routed like a chat.
@@ -225,7 +230,10 @@ impl DownstreamExchange {
         let mut m = Mutation::default();
         m.set("content-type", "application/json");
         m.set(RESPONSE_REQUEST_ID, state.id.clone());
-        state.lock().client_status = Some(200);
+        let mut inner = state.lock();
+        inner.client_status = Some(200);
+        inner.capture_response(&body);
+        drop(inner);
         vec![immediate(200, body, m)]
     }
 
@@ -234,6 +242,8 @@ impl DownstreamExchange {
             return vec![request_body_reply(Mutation::default(), None, false)];
         };
         let snap = self.shared.live.load_full();
+        // The body exactly as the client sent it (even one rejected below), before any parse.
+        state.lock().capture_request(&b.body);
         self.body_len += b.body.len() as u64;
         if self.body_len > snap.limits.max_body_bytes {
             return self.reject(&state, Rejection::too_large(snap.limits.max_body_bytes));

@@ -6,7 +6,7 @@
 use crate::auth::Principal;
 use crate::config::Snapshot;
 use crate::errors::Rejection;
-use crate::record::{AttemptRecord, Record, RecordSink};
+use crate::record::{AttemptRecord, BodyCapture, CapturedBody, Record, RecordSink};
 use crate::routing::Plan;
 use crate::store::{Actual, Reservation, Store};
 use crate::telemetry::{RequestTrace, Telemetry};
@@ -61,6 +61,30 @@ pub struct Inner {
     /// An Anthropic-dialect client's body as sent; `body` holds its OpenAI form. Anthropic
     /// providers get this one (nothing lost in translation).
     pub original_body: Option<Arc<serde_json::Value>>,
+    /// Bytes of each body the record keeps (`None`: bodies are not logged). Fixed at the
+    /// request's start from the config it started with.
+    pub body_cap: Option<usize>,
+    /// The client's request body as sent, capped.
+    pub request_body: Option<CapturedBody>,
+    /// What the client received, capped: an answer of ours (rejection, model list) or the
+    /// committed attempt's translated response.
+    pub response_body: Option<CapturedBody>,
+}
+
+impl Inner {
+    /// Keep (the capped start of) the request body, when bodies are logged.
+    pub fn capture_request(&mut self, bytes: &[u8]) {
+        if let Some(cap) = self.body_cap {
+            self.request_body = Some(BodyCapture::of(bytes, cap));
+        }
+    }
+
+    /// Keep a response body we answer with ourselves, when bodies are logged.
+    pub fn capture_response(&mut self, bytes: &[u8]) {
+        if let Some(cap) = self.body_cap {
+            self.response_body = Some(BodyCapture::of(bytes, cap));
+        }
+    }
 }
 
 pub struct RequestState {
@@ -118,8 +142,12 @@ impl RequestState {
         self.overhead_ns.load(Ordering::Relaxed) as f64 / 1e6
     }
 
+    /// Called once, when the request ends: takes the captured bodies rather than copying them.
     fn to_record(&self) -> Record {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let (request_body, request_body_truncated) = CapturedBody::parts(inner.request_body.take());
+        let (response_body, response_body_truncated) =
+            CapturedBody::parts(inner.response_body.take());
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         let end = inner.finished.unwrap_or_else(Instant::now);
         let winner = inner.attempts.iter().rev().find(|a| a.committed);
@@ -223,6 +251,10 @@ impl RequestState {
             cost_usd: (cost * 1e9).round() / 1e9,
             session_id: inner.session_id.clone(),
             tags,
+            request_body,
+            request_body_truncated,
+            response_body,
+            response_body_truncated,
         }
     }
 }

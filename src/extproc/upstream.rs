@@ -16,6 +16,7 @@ use super::{
 };
 use crate::envoy::{HOST_METADATA_ATTR, METADATA_NS};
 use crate::errors::{Dialect, Rejection};
+use crate::record::BodyCapture;
 use crate::translate::{
     self, Inbound, RequestOptions, StreamOutcome, StreamTranslator, TranslateError, Wire,
     inbound_anthropic,
@@ -59,6 +60,9 @@ pub struct UpstreamExchange {
     /// `provider/model`, for health reports.
     backend: String,
     policy: crate::health::Policy,
+    /// What this attempt sent the client, for the record (when bodies are logged). Kept here,
+    /// not in the shared state, so a streamed chunk costs no lock; handed over on drop.
+    capture: Option<BodyCapture>,
 }
 
 impl UpstreamExchange {
@@ -79,6 +83,7 @@ impl UpstreamExchange {
             live: false,
             backend: String::new(),
             policy: crate::health::Policy::default(),
+            capture: None,
         }
     }
 
@@ -104,15 +109,17 @@ impl UpstreamExchange {
     fn fail(&self, r: Rejection) -> Replies {
         let mut m = Mutation::default();
         m.set("content-type", "application/json");
+        let body = r.body_in(self.dialect);
         if let Some(s) = &self.state {
             let mut inner = s.lock();
             if let Some(a) = inner.attempts.get_mut(self.attempt) {
                 a.error = Some(r.message.clone());
                 a.committed = true;
             }
+            inner.capture_response(&body);
             inner.rejection = Some(r.clone());
         }
-        vec![immediate(r.status, r.body_in(self.dialect), m)]
+        vec![immediate(r.status, body, m)]
     }
 
     fn on_request_headers(
@@ -163,6 +170,7 @@ impl UpstreamExchange {
         };
         self.backend = crate::health::backend_key(&attempt.provider, &attempt.model);
         self.policy = snap.health;
+        self.capture = inner.body_cap.map(BodyCapture::new);
         inner.attempts.push(attempt);
         self.attempt = inner.attempts.len() - 1;
         self.live = true;
@@ -321,10 +329,18 @@ impl UpstreamExchange {
             for _ in 1..self.held_chunks {
                 out.push(response_body_reply(Some(Vec::new())));
             }
-            out.push(response_body_reply(Some(output)));
+            out.push(self.client_chunk(output));
         }
         self.held_chunks = 0;
         out
+    }
+
+    /// A chunk of the response the client receives (translated), noted for the record.
+    fn client_chunk(&mut self, chunk: Vec<u8>) -> pb::ProcessingResponse {
+        if let Some(c) = &mut self.capture {
+            c.push(&chunk);
+        }
+        response_body_reply(Some(chunk))
     }
 
     fn on_response_body(&mut self, b: &pb::HttpBody) -> Replies {
@@ -356,7 +372,7 @@ impl UpstreamExchange {
                     self.held = out;
                     return vec![];
                 }
-                vec![response_body_reply(Some(out))]
+                vec![self.client_chunk(out)]
             }
             Mode::Whole | Mode::FinalError(_) => {
                 if self.held.len() + b.body.len() <= MAX_HELD {
@@ -373,7 +389,7 @@ impl UpstreamExchange {
                 let out = self.finish_whole(&state);
                 match self.held_headers.take() {
                     Some(m) => self.release(m, out, true),
-                    None => vec![response_body_reply(Some(out))],
+                    None => vec![self.client_chunk(out)],
                 }
             }
         }
@@ -524,6 +540,10 @@ impl Drop for UpstreamExchange {
         let Some(state) = self.live_state() else {
             return;
         };
+        // Only the committed attempt answered the client; the others captured nothing.
+        if let Some(c) = self.capture.take().filter(|c| !c.is_empty()) {
+            state.lock().response_body = Some(c.finish());
+        }
         if self.ended {
             return;
         }

@@ -72,6 +72,7 @@ fn streamed_chat() -> Record {
         cost_usd: 0.00123,
         session_id: Some("sess-42".into()),
         tags: vec!["tier=gold".into()],
+        ..Record::default()
     }
 }
 
@@ -145,6 +146,9 @@ fn leaky() -> Record {
             "provider said: Incorrect API key provided: {SECRET}"
         )),
         latency_ms: 21.0,
+        // Logged bodies stay in the record; they are never exported.
+        request_body: Some(format!(r#"{{"messages":[{{"content":"key {SECRET}"}}]}}"#)),
+        response_body: Some(format!("provider said: {SECRET}")),
         ..Record::default()
     }
 }
