@@ -418,21 +418,24 @@ impl MemoryStore {
         Ok(u)
     }
 
-    pub(super) async fn usage(
+    pub(super) async fn usage_hours(
         &self,
         by: UsageBy,
         hours: RangeInclusive<u64>,
-    ) -> Result<Vec<UsageRow>, StoreError> {
+    ) -> Result<Vec<(u64, HashMap<String, UsageCounters>)>, StoreError> {
         let m = self.lock()?;
-        let mut sum: HashMap<String, UsageCounters> = HashMap::new();
-        for (_, hour) in m.usage.range(hours) {
-            for ((b, name), c) in hour {
-                if *b == by {
-                    sum.entry(name.clone()).or_default().add(c);
-                }
-            }
-        }
-        Ok(usage_rows(sum))
+        Ok(m.usage
+            .range(hours)
+            .map(|(h, hour)| {
+                let counters: HashMap<String, UsageCounters> = hour
+                    .iter()
+                    .filter(|((b, _), _)| *b == by)
+                    .map(|((_, name), c)| (name.clone(), c.clone()))
+                    .collect();
+                (*h, counters)
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect())
     }
 
     pub(super) async fn append_logs(&self, batch: &[Vec<u8>]) -> Result<(), StoreError> {

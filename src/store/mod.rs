@@ -45,6 +45,7 @@ use crate::auth::KeyHash;
 use crate::config::raw::RawRateLimit;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -506,6 +507,14 @@ pub struct UsageRow {
     pub errors: u64,
 }
 
+/// One bucket of `usage_series`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsageBucket {
+    pub start_ms: u64,
+    /// By cost, then name; only names with usage in the bucket.
+    pub rows: Vec<UsageRow>,
+}
+
 /// Integer counters as stored (cost in nano-USD), summed over hours.
 #[derive(Debug, Clone, Default)]
 struct UsageCounters {
@@ -527,7 +536,7 @@ impl UsageCounters {
 }
 
 /// Rows sorted by cost, then name.
-fn usage_rows(map: std::collections::HashMap<String, UsageCounters>) -> Vec<UsageRow> {
+fn usage_rows(map: HashMap<String, UsageCounters>) -> Vec<UsageRow> {
     let mut rows: Vec<UsageRow> = map
         .into_iter()
         .map(|(name, c)| UsageRow {
@@ -745,6 +754,58 @@ impl Store {
         since_ms: u64,
         now_ms: u64,
     ) -> Result<Vec<UsageRow>, StoreError> {
+        let mut sum: HashMap<String, UsageCounters> = HashMap::new();
+        for (_, hour) in self.usage_hours(by, since_ms, now_ms).await? {
+            for (name, c) in hour {
+                sum.entry(name).or_default().add(&c);
+            }
+        }
+        Ok(usage_rows(sum))
+    }
+
+    /// Usage over time: buckets of `step_hours` whole hours (aligned to multiples of the step
+    /// since the epoch, so daily buckets are UTC days), oldest first, empty ones included, from
+    /// the bucket containing `since_ms` to the one containing `now_ms`.
+    pub async fn usage_series(
+        &self,
+        by: UsageBy,
+        since_ms: u64,
+        now_ms: u64,
+        step_hours: u64,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        let step = step_hours.max(1);
+        let first = since_ms / HOUR_MS / step;
+        let last = now_ms / HOUR_MS / step;
+        let mut buckets: Vec<HashMap<String, UsageCounters>> =
+            vec![HashMap::new(); (last - first.min(last) + 1) as usize];
+        for (hour, counters) in self.usage_hours(by, first * step * HOUR_MS, now_ms).await? {
+            let Some(bucket) = (hour / step)
+                .checked_sub(first)
+                .and_then(|i| buckets.get_mut(i as usize))
+            else {
+                continue;
+            };
+            for (name, c) in counters {
+                bucket.entry(name).or_default().add(&c);
+            }
+        }
+        Ok(buckets
+            .into_iter()
+            .enumerate()
+            .map(|(i, counters)| UsageBucket {
+                start_ms: (first + i as u64) * step * HOUR_MS,
+                rows: usage_rows(counters),
+            })
+            .collect())
+    }
+
+    /// The counters of each hour from `since_ms` to `now_ms` that has any, oldest first.
+    async fn usage_hours(
+        &self,
+        by: UsageBy,
+        since_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<(u64, HashMap<String, UsageCounters>)>, StoreError> {
         let retention = match self {
             Store::Memory(s) => s.opts().usage_retention,
             Store::Redis(s) => s.opts().usage_retention,
@@ -752,7 +813,7 @@ impl Store {
         // Nothing older than the retention is kept: don't ask for it.
         let since_ms = since_ms.max(now_ms.saturating_sub(retention.as_millis() as u64));
         let hours = since_ms / HOUR_MS..=now_ms / HOUR_MS;
-        dispatch!(self.usage(by, hours))
+        dispatch!(self.usage_hours(by, hours))
     }
 
     /// Append one JSON record to the capped log stream.

@@ -91,6 +91,29 @@ fn limit_fields(l: &Limits) -> [(&'static str, String); 5] {
     ]
 }
 
+/// An hour's usage hash (`u:<by>:<hour>`, fields `<name>|<counter letter>`, kept by
+/// `true_up.lua`).
+fn usage_counters(h: &Fields) -> HashMap<String, UsageCounters> {
+    let mut out: HashMap<String, UsageCounters> = HashMap::new();
+    for (f, v) in h {
+        // Names may contain '|': the counter letter is after the last one.
+        let Some((name, c)) = f.rsplit_once('|') else {
+            continue;
+        };
+        let n: i64 = v.parse().unwrap_or(0);
+        let e = out.entry(name.to_string()).or_default();
+        match c {
+            "r" => e.requests += n.max(0) as u64,
+            "i" => e.input += n.max(0) as u64,
+            "o" => e.output += n.max(0) as u64,
+            "c" => e.cost_nanos += n,
+            "e" => e.errors += n.max(0) as u64,
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A key stats hash (`ks:<id>`, kept by `true_up.lua`).
 fn key_use(s: &Fields) -> KeyUse {
     KeyUse {
@@ -445,36 +468,23 @@ impl RedisStore {
         Ok(u)
     }
 
-    pub(super) async fn usage(
+    pub(super) async fn usage_hours(
         &self,
         by: UsageBy,
         hours: RangeInclusive<u64>,
-    ) -> Result<Vec<UsageRow>, StoreError> {
+    ) -> Result<Vec<(u64, HashMap<String, UsageCounters>)>, StoreError> {
         let mut p = pipe();
-        for h in hours {
+        for h in hours.clone() {
             p.cmd("HGETALL")
                 .arg(self.k(&format!("u:{}:{h}", by.as_str())));
         }
         let mut conn = self.conn();
         let maps: Vec<Fields> = timed("usage", self.admin(), p.query_async(&mut conn)).await?;
-        let mut sum: HashMap<String, UsageCounters> = HashMap::new();
-        for (f, v) in maps.iter().flatten() {
-            // Names may contain '|': the counter letter is after the last one.
-            let Some((name, c)) = f.rsplit_once('|') else {
-                continue;
-            };
-            let n: i64 = v.parse().unwrap_or(0);
-            let e = sum.entry(name.to_string()).or_default();
-            match c {
-                "r" => e.requests += n.max(0) as u64,
-                "i" => e.input += n.max(0) as u64,
-                "o" => e.output += n.max(0) as u64,
-                "c" => e.cost_nanos += n,
-                "e" => e.errors += n.max(0) as u64,
-                _ => {}
-            }
-        }
-        Ok(usage_rows(sum))
+        Ok(hours
+            .zip(maps)
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(h, m)| (h, usage_counters(&m)))
+            .collect())
     }
 
     pub(super) async fn append_logs(&self, batch: &[Vec<u8>]) -> Result<(), StoreError> {

@@ -692,6 +692,36 @@ async fn usage_by_key_model_and_provider() {
         let rows = s.usage(UsageBy::Key, BASE, now).await.expect("usage");
         assert_eq!(rows[0].name, "k2");
         assert_eq!((rows[0].requests, rows[0].input_tokens), (2, 1030));
+
+        // Over time: hourly buckets, empty hours included, each with its own rows.
+        let series = s
+            .usage_series(UsageBy::Model, BASE, now, 1)
+            .await
+            .expect("series");
+        let shape: Vec<(u64, Vec<(&str, u64)>)> = series
+            .iter()
+            .map(|b| {
+                let rows = b.rows.iter().map(|r| (r.name.as_str(), r.requests));
+                ((b.start_ms - BASE) / 3_600_000, rows.collect())
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (0, vec![("claude", 1)]),
+                (1, vec![]),
+                (2, vec![("gpt", 1)]), // 1 s before the hour
+                (3, vec![("claude", 1), ("gpt", 1)]),
+            ]
+        );
+        // Daily buckets are UTC days: BASE is 08:00, so one bucket holds all four hours.
+        let days = s
+            .usage_series(UsageBy::Provider, BASE, now, 24)
+            .await
+            .expect("series");
+        assert_eq!(days.len(), 1);
+        assert_eq!(days[0].start_ms, BASE - 8 * 3_600_000);
+        assert_eq!(days[0].rows, s.usage(UsageBy::Provider, BASE, now).await.expect("usage"));
     })
     .await;
 }
