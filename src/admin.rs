@@ -326,6 +326,7 @@ async fn store_api(
                 provider: text("provider"),
                 status: text("status").and_then(|s| s.parse().ok()),
                 since_ms: text("since_ms").and_then(|s| s.parse().ok()),
+                id: None,
             };
             let page = match query_param(query, "follow") {
                 Some(cursor) => {

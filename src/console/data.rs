@@ -301,6 +301,7 @@ pub(crate) fn log_filter(ctx: &Ctx<'_>) -> (LogFilter, usize) {
         provider: text("provider"),
         status: text("status").and_then(|s| s.parse().ok()),
         since_ms: since_hours.map(|h: u64| now_ms().saturating_sub(h * 3_600_000)),
+        id: None,
     };
     let limit = text("limit")
         .and_then(|l| l.parse().ok())
@@ -309,47 +310,43 @@ pub(crate) fn log_filter(ctx: &Ctx<'_>) -> (LogFilter, usize) {
     (filter, limit)
 }
 
-fn ts_ms(r: &Value) -> Option<u64> {
-    let ts = r.get("ts")?.as_str()?;
-    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+/// How many of the newest records one Console log search examines at most. Filtering is
+/// a scan (cheap byte pre-filter, then JSON), so a filter that matches little would otherwise
+/// read the whole log (100k records: about a second); past this the page says how far it
+/// looked, and a time range narrows the search.
+pub(crate) const LOG_SCAN_BUDGET: usize = 20_000;
+
+/// A Console log search: records newest first, how many were examined, and whether older
+/// records were left unsearched (the budget ran out first).
+pub(crate) struct LogResults {
+    pub records: Vec<Value>,
+    pub scanned: usize,
+    pub complete: bool,
 }
 
-fn matches(f: &LogFilter, r: &Value) -> bool {
-    let s = |k: &str| r.get(k).and_then(Value::as_str);
-    f.key
-        .as_deref()
-        .is_none_or(|k| s("key_id") == Some(k) || s("key_name") == Some(k))
-        && f.model
-            .as_deref()
-            .is_none_or(|m| s("requested_model") == Some(m) || s("resolved_model") == Some(m))
-        && f.provider
-            .as_deref()
-            .is_none_or(|p| s("provider") == Some(p))
-        && f.status
-            .is_none_or(|st| r.get("status").and_then(Value::as_u64) == Some(u64::from(st)))
-        && f.since_ms
-            .is_none_or(|since| ts_ms(r).is_some_and(|t| t >= since))
-}
-
-/// Newest first: the store's request log when Redis is configured (every replica's requests),
-/// else this processor's in-memory ring of recent records.
+/// The store's request log when Redis is configured (every replica's requests), else this
+/// processor's in-memory ring of recent records; both searched the same way.
 pub(crate) async fn logs(
     ctx: &Ctx<'_>,
     filter: &LogFilter,
     limit: usize,
-) -> Result<Vec<Value>, StoreError> {
-    let mut records: Vec<Value> = match &ctx.shared.store {
-        Store::Redis(_) => ctx.shared.store.read_logs(filter, limit).await?.records,
-        _ => ctx
-            .shared
-            .sink
-            .recent(usize::MAX)
-            .into_iter()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .filter(|r| matches(filter, r))
-            .collect(),
+) -> Result<LogResults, StoreError> {
+    let page = match &ctx.shared.store {
+        Store::Redis(_) => {
+            ctx.shared
+                .store
+                .search_logs(filter, limit, LOG_SCAN_BUDGET)
+                .await?
+        }
+        // One record past the budget tells whether the budget cut the search short.
+        _ => {
+            let ring = ctx.shared.sink.recent(LOG_SCAN_BUDGET + 1);
+            let newest_first = ring.iter().rev().filter_map(|r| serde_json::to_vec(r).ok());
+            crate::store::search_raw_logs(filter, limit, LOG_SCAN_BUDGET, newest_first)
+        }
     };
+    let mut records = page.records;
+    // Shown by request start time; the log is in completion order.
     records.sort_by(|a, b| {
         let ts = |r: &Value| {
             r.get("ts")
@@ -359,15 +356,20 @@ pub(crate) async fn logs(
         };
         ts(b).cmp(&ts(a))
     });
-    records.truncate(limit);
-    Ok(records)
+    Ok(LogResults {
+        records,
+        scanned: page.scanned,
+        complete: page.complete,
+    })
 }
 
+/// One request's record, searched like any filter (within the scan budget).
 pub(crate) async fn log_by_id(ctx: &Ctx<'_>, id: &str) -> Result<Option<Value>, StoreError> {
-    let all = logs(ctx, &LogFilter::default(), 1000).await?;
-    Ok(all
-        .into_iter()
-        .find(|r| r.get("id").and_then(Value::as_str) == Some(id)))
+    let filter = LogFilter {
+        id: Some(id.to_string()),
+        ..LogFilter::default()
+    };
+    Ok(logs(ctx, &filter, 1).await?.records.pop())
 }
 
 // === usage ===
@@ -472,7 +474,10 @@ pub(crate) async fn api_get(ctx: &Ctx<'_>, path: &str) -> Response<Full<Bytes>> 
             }
             let (filter, limit) = log_filter(ctx);
             match logs(ctx, &filter, limit).await {
-                Ok(r) => json_response(200, &json!({ "records": r })),
+                Ok(r) => json_response(
+                    200,
+                    &json!({ "records": r.records, "scanned": r.scanned, "complete": r.complete }),
+                ),
                 Err(e) => store_failed(e),
             }
         }

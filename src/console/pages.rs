@@ -994,10 +994,11 @@ fn log_row(r: &Value, bodies_logged: bool) -> String {
 
 async fn logs_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
     let (filter, limit) = data::log_filter(ctx);
-    let records = match data::logs(ctx, &filter, limit).await {
+    let found = match data::logs(ctx, &filter, limit).await {
         Ok(r) => r,
         Err(e) => return store_error(ctx, &e),
     };
+    let records = &found.records;
     let q = |k: &str| esc(ctx.query.get(k).map(String::as_str).unwrap_or(""));
     let since = ctx.query.get("since").cloned().unwrap_or_default();
     let mut since_opts = String::new();
@@ -1025,7 +1026,7 @@ async fn logs_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
          <label for=\"f-status\">Status</label><input id=\"f-status\" name=\"status\" inputmode=\"numeric\" value=\"{}\">\
          <label for=\"f-since\">Time range</label><select id=\"f-since\" name=\"since\">{since_opts}</select>\
          <button type=\"submit\">Filter</button></form>\
-         <p class=\"small\">{} requests from {source}, newest first. Expand a row for its detail.</p>\
+         <p class=\"small\">{} requests from {source}, newest first. Expand a row for its detail.</p>{partial}\
          <ul class=\"logs\" id=\"logs\">{}</ul>",
         q("key"),
         q("model"),
@@ -1035,7 +1036,16 @@ async fn logs_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
             "<li>No requests match.</li>".to_string()
         } else {
             rows
-        }
+        },
+        partial = if found.complete {
+            String::new()
+        } else {
+            format!(
+                "<p class=\"notice\" role=\"status\" id=\"logs-partial\">Searched the newest {} records \
+                 only; older ones may match too. Narrow the time range to search further back.</p>",
+                num(found.scanned as u64)
+            )
+        },
     );
     html(200, layout(ctx, "/console/logs", "Request Logs", &body))
 }

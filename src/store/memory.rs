@@ -457,30 +457,23 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub(super) async fn read_logs(
-        &self,
-        f: &LogFilter,
-        limit: usize,
-    ) -> Result<LogPage, StoreError> {
+    pub(super) async fn read_logs(&self, mut scan: LogScan) -> Result<LogPage, StoreError> {
         let m = self.lock()?;
-        let since = f.since_ms.unwrap_or(0);
-        let mut records = Vec::new();
-        for (id, json) in m.logs.iter().rev() {
-            if records.len() >= limit || id.0 < since {
-                break;
-            }
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(json)
-                && f.matches(&v)
-            {
-                records.push(v);
-            }
-        }
-        records.reverse();
+        let since = scan.filter.since_ms.unwrap_or(0);
         let cursor = m
             .logs
             .back()
             .map_or(LOG_START.to_string(), |(id, _)| stream_id(*id));
-        Ok(LogPage { records, cursor })
+        for (id, json) in m.logs.iter().rev() {
+            if id.0 < since {
+                break;
+            }
+            if scan.wants() == 0 {
+                return Ok(scan.finish(cursor, false));
+            }
+            scan.push(json);
+        }
+        Ok(scan.finish(cursor, true))
     }
 
     pub(super) async fn follow_logs(
@@ -507,8 +500,10 @@ impl MemoryStore {
                         .filter(|v| f.matches(v))
                         .collect();
                     return Ok(LogPage {
+                        scanned: new.len(),
                         records,
                         cursor: stream_id(*last),
+                        complete: true,
                     });
                 }
             }
@@ -516,6 +511,8 @@ impl MemoryStore {
                 return Ok(LogPage {
                     records: Vec::new(),
                     cursor: cursor.to_string(),
+                    scanned: 0,
+                    complete: true,
                 });
             }
         }

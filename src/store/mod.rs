@@ -558,7 +558,7 @@ fn usage_rows(map: HashMap<String, UsageCounters>) -> Vec<UsageRow> {
 
 // === Request log ===
 
-/// `logs tail` filters; all given ones must match.
+/// Request-log filters (`logs tail`, the Console); all given ones must match.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     /// Key id or key name.
@@ -569,15 +569,21 @@ pub struct LogFilter {
     pub status: Option<u16>,
     /// Only records appended at or after this time.
     pub since_ms: Option<u64>,
+    /// One request's record (its request id).
+    pub id: Option<String>,
 }
 
 impl LogFilter {
-    fn matches(&self, r: &serde_json::Value) -> bool {
+    /// Whether a record passes the field filters. `since_ms` is not checked here: the stores
+    /// apply it to the append time (the entry id) before reading anything.
+    pub fn matches(&self, r: &serde_json::Value) -> bool {
         let s = |f: &str| r.get(f).and_then(|v| v.as_str());
         let eq = |f: &str, want: &str| s(f) == Some(want);
-        self.key
-            .as_deref()
-            .is_none_or(|k| eq("key_id", k) || eq("key_name", k))
+        self.id.as_deref().is_none_or(|i| eq("id", i))
+            && self
+                .key
+                .as_deref()
+                .is_none_or(|k| eq("key_id", k) || eq("key_name", k))
             && self
                 .model
                 .as_deref()
@@ -587,6 +593,129 @@ impl LogFilter {
                 .status
                 .is_none_or(|st| r.get("status").and_then(|v| v.as_u64()) == Some(u64::from(st)))
     }
+
+    /// `matches`, with `since_ms` checked against the record's own `ts` (when the request
+    /// started): for records that have no append time, such as the processor's in-memory ring.
+    fn matches_by_ts(&self, r: &serde_json::Value) -> bool {
+        self.matches(r)
+            && self
+                .since_ms
+                .is_none_or(|since| record_ts_ms(r).is_some_and(|t| t >= since))
+    }
+
+    /// The byte strings a matching record's raw JSON must contain, to skip parsing most of the
+    /// records that cannot match. Records are written by serde_json (`RecordSink`), so a string
+    /// value appears exactly as serde_json encodes it, quotes included; a status as its digits.
+    fn needles(&self) -> Vec<memchr::memmem::Finder<'static>> {
+        let quoted = |v: &String| serde_json::to_string(v).unwrap_or_default().into_bytes();
+        [&self.id, &self.key, &self.model, &self.provider]
+            .into_iter()
+            .flatten()
+            .map(quoted)
+            .chain(self.status.map(|s| s.to_string().into_bytes()))
+            .map(|n| memchr::memmem::Finder::new(&n).into_owned())
+            .collect()
+    }
+}
+
+/// `Store::search_logs` over records kept outside the store (the processor's in-memory ring),
+/// given newest first as serialized JSON; `since_ms` applies to each record's `ts`. The page's
+/// cursor is empty: there is nothing to follow.
+pub fn search_raw_logs(
+    filter: &LogFilter,
+    limit: usize,
+    max_scan: usize,
+    newest_first: impl IntoIterator<Item = Vec<u8>>,
+) -> LogPage {
+    let mut scan = LogScan::new(filter, limit, max_scan);
+    scan.by_ts = true;
+    for raw in newest_first {
+        if scan.wants() == 0 {
+            return scan.finish(String::new(), false);
+        }
+        scan.push(&raw);
+    }
+    scan.finish(String::new(), true)
+}
+
+/// A record's `ts` (RFC 3339) in Unix ms.
+fn record_ts_ms(r: &serde_json::Value) -> Option<u64> {
+    let ts = r.get("ts")?.as_str()?;
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// One newest-first pass over raw log entries, shared by both backends so they search alike:
+/// counts what it examines against the scan budget, pre-filters the raw bytes, parses and
+/// matches the rest, and stops at `limit` matches.
+struct LogScan {
+    filter: LogFilter,
+    /// Check `since_ms` on each record's `ts` (records without an append time).
+    by_ts: bool,
+    needles: Vec<memchr::memmem::Finder<'static>>,
+    limit: usize,
+    max_scan: usize,
+    scanned: usize,
+    /// Newest first.
+    records: Vec<serde_json::Value>,
+}
+
+impl LogScan {
+    fn new(filter: &LogFilter, limit: usize, max_scan: usize) -> LogScan {
+        LogScan {
+            filter: filter.clone(),
+            by_ts: false,
+            needles: filter.needles(),
+            limit,
+            max_scan,
+            scanned: 0,
+            records: Vec::new(),
+        }
+    }
+
+    /// How many more entries to examine: 0 once `limit` matched or the budget is spent.
+    fn wants(&self) -> usize {
+        if self.records.len() >= self.limit {
+            0
+        } else {
+            self.max_scan - self.scanned
+        }
+    }
+
+    /// Examine the next (older) entry; call only while `wants() > 0`.
+    fn push(&mut self, raw: &[u8]) {
+        self.scanned += 1;
+        if !self.needles.iter().all(|n| n.find(raw).is_some()) {
+            return;
+        }
+        // Unparsable entries are skipped.
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw)
+            && if self.by_ts {
+                self.filter.matches_by_ts(&v)
+            } else {
+                self.filter.matches(&v)
+            }
+        {
+            self.records.push(v);
+        }
+    }
+
+    /// The budget ran out before `limit` matches were found.
+    fn budget_spent(&self) -> bool {
+        self.records.len() < self.limit && self.scanned >= self.max_scan
+    }
+
+    /// `exhausted`: the range had no older entries left when the scan stopped.
+    fn finish(mut self, cursor: String, exhausted: bool) -> LogPage {
+        let complete = exhausted || !self.budget_spent();
+        self.records.reverse();
+        LogPage {
+            records: self.records,
+            cursor,
+            scanned: self.scanned,
+            complete,
+        }
+    }
 }
 
 /// Records oldest first, and the cursor to `follow_logs` from (the newest entry seen).
@@ -594,6 +723,11 @@ impl LogFilter {
 pub struct LogPage {
     pub records: Vec<serde_json::Value>,
     pub cursor: String,
+    /// Entries examined (matching or not).
+    pub scanned: usize,
+    /// False when a search stopped at its scan budget with fewer than `limit` matches: older
+    /// entries in the range were not searched.
+    pub complete: bool,
 }
 
 /// The cursor before any entry.
@@ -829,9 +963,22 @@ impl Store {
         dispatch!(self.append_logs(batch))
     }
 
-    /// The newest `limit` records that match, oldest first.
+    /// The newest `limit` records that match, oldest first, searching the whole range.
     pub async fn read_logs(&self, filter: &LogFilter, limit: usize) -> Result<LogPage, StoreError> {
-        dispatch!(self.read_logs(filter, limit))
+        self.search_logs(filter, limit, usize::MAX).await
+    }
+
+    /// `read_logs` that examines at most the newest `max_scan` entries of the range, so a
+    /// filter matching few records costs a bounded time (`LogPage::complete` tells whether
+    /// the search reached the range's end or `limit` matches).
+    pub async fn search_logs(
+        &self,
+        filter: &LogFilter,
+        limit: usize,
+        max_scan: usize,
+    ) -> Result<LogPage, StoreError> {
+        let scan = LogScan::new(filter, limit, max_scan);
+        dispatch!(self.read_logs(scan))
     }
 
     /// Records appended after `cursor` (waiting up to `block` for one), filtered (`since_ms`

@@ -93,15 +93,21 @@ fn limit_fields(l: &Limits) -> [(&'static str, String); 5] {
 
 /// An hour's usage hash (`u:<by>:<hour>`, fields `<name>|<counter letter>`, kept by
 /// `true_up.lua`).
-fn usage_counters(h: &Fields) -> HashMap<String, UsageCounters> {
+fn usage_counters<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a str)>,
+) -> HashMap<String, UsageCounters> {
     let mut out: HashMap<String, UsageCounters> = HashMap::new();
-    for (f, v) in h {
+    for (f, v) in fields {
         // Names may contain '|': the counter letter is after the last one.
         let Some((name, c)) = f.rsplit_once('|') else {
             continue;
         };
         let n: i64 = v.parse().unwrap_or(0);
-        let e = out.entry(name.to_string()).or_default();
+        // Five counters per name: allocate the name once.
+        let e = match out.get_mut(name) {
+            Some(e) => e,
+            None => out.entry(name.to_string()).or_default(),
+        };
         match c {
             "r" => e.requests += n.max(0) as u64,
             "i" => e.input += n.max(0) as u64,
@@ -142,13 +148,39 @@ fn key_info(hex: &str, h: &Fields) -> KeyInfo {
     }
 }
 
-/// The JSON record of a stream entry (field `r`); unparsable entries are skipped.
-fn record(fields: &[Vec<u8>]) -> Option<serde_json::Value> {
+/// A HGETALL reply's (field, value) pairs as text, borrowed (RESP2 array or RESP3 map).
+fn hash_pairs(v: &::redis::Value) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+    use ::redis::Value;
+    fn text(v: &Value) -> Option<&str> {
+        match v {
+            Value::BulkString(b) => std::str::from_utf8(b).ok(),
+            Value::SimpleString(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+    match v {
+        Value::Array(items) => Box::new(
+            items
+                .chunks(2)
+                .filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?))),
+        ),
+        Value::Map(pairs) => Box::new(pairs.iter().filter_map(|(k, v)| Some((text(k)?, text(v)?)))),
+        _ => Box::new(std::iter::empty()),
+    }
+}
+
+/// The raw JSON record of a stream entry (field `r`; empty if it has none).
+fn raw_record(fields: &[Vec<u8>]) -> &[u8] {
     fields
         .chunks(2)
         .find(|kv| kv[0] == b"r")
         .and_then(|kv| kv.get(1))
-        .and_then(|j| serde_json::from_slice(j).ok())
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The JSON record of a stream entry; unparsable entries are skipped.
+fn record(fields: &[Vec<u8>]) -> Option<serde_json::Value> {
+    serde_json::from_slice(raw_record(fields)).ok()
 }
 
 impl RedisStore {
@@ -479,11 +511,14 @@ impl RedisStore {
                 .arg(self.k(&format!("u:{}:{h}", by.as_str())));
         }
         let mut conn = self.conn();
-        let maps: Vec<Fields> = timed("usage", self.admin(), p.query_async(&mut conn)).await?;
+        // Raw replies, read in place: a month by key is ~70k fields, and converting each hour
+        // to a map of owned strings first cost more than Redis took to send them.
+        let hashes: Vec<::redis::Value> =
+            timed("usage", self.admin(), p.query_async(&mut conn)).await?;
         Ok(hours
-            .zip(maps)
-            .filter(|(_, m)| !m.is_empty())
-            .map(|(h, m)| (h, usage_counters(&m)))
+            .zip(&hashes)
+            .map(|(h, v)| (h, usage_counters(hash_pairs(v))))
+            .filter(|(_, c)| !c.is_empty())
             .collect())
     }
 
@@ -514,13 +549,13 @@ impl RedisStore {
         timed("append_log", self.admin(), p.query_async::<()>(&mut conn)).await
     }
 
-    pub(super) async fn read_logs(
-        &self,
-        f: &LogFilter,
-        limit: usize,
-    ) -> Result<LogPage, StoreError> {
+    pub(super) async fn read_logs(&self, mut scan: LogScan) -> Result<LogPage, StoreError> {
         let key = self.k("logs");
-        let start = f.since_ms.map_or("-".to_string(), |s| s.to_string());
+        let start = scan
+            .filter
+            .since_ms
+            .map_or("-".to_string(), |s| s.to_string());
+        let count = |scan: &LogScan| scan.wants().min(PAGE);
         let mut conn = self.conn();
         // The cursor (newest entry) and the first page in one transaction, so nothing appended
         // between them is missed by both this read and a follow from the cursor.
@@ -540,28 +575,36 @@ impl RedisStore {
                 .arg("+")
                 .arg(&start)
                 .arg("COUNT")
-                .arg(PAGE)
+                .arg(count(&scan).max(1))
                 .query_async(&mut conn),
         )
         .await?;
         let cursor = newest
             .first()
             .map_or(LOG_START.to_string(), |(id, _)| id.clone());
-        let mut records = Vec::new();
-        // Newest first, page by page, until enough match or the range is exhausted.
+        // Newest first, page by page, until enough match, the budget is spent or the range
+        // is exhausted. `exhausted` must be exact, as in the memory store: a full last page is
+        // followed by one more read (a peek, when the budget is spent).
+        let mut asked = count(&scan).max(1);
         loop {
+            let mut examined = 0;
             for (_, fields) in &page {
-                if records.len() >= limit {
+                if scan.wants() == 0 {
                     break;
                 }
-                if let Some(v) = record(fields).filter(|v| f.matches(v)) {
-                    records.push(v);
-                }
+                scan.push(raw_record(fields));
+                examined += 1;
             }
-            let Some((last, _)) = page.last() else { break };
-            if records.len() >= limit || page.len() < PAGE {
-                break;
+            if examined < page.len() {
+                return Ok(scan.finish(cursor, false));
             }
+            let Some((last, _)) = page.last().filter(|_| page.len() == asked) else {
+                return Ok(scan.finish(cursor, true));
+            };
+            if scan.wants() == 0 && !scan.budget_spent() {
+                return Ok(scan.finish(cursor, false));
+            }
+            asked = count(&scan).max(1);
             let end = format!("({last}");
             page = timed(
                 "read_logs",
@@ -571,13 +614,11 @@ impl RedisStore {
                     .arg(&end)
                     .arg(&start)
                     .arg("COUNT")
-                    .arg(PAGE)
+                    .arg(asked)
                     .query_async(&mut conn),
             )
             .await?;
         }
-        records.reverse();
-        Ok(LogPage { records, cursor })
     }
 
     pub(super) async fn follow_logs(
@@ -632,8 +673,10 @@ impl RedisStore {
             .filter(|v| f.matches(v))
             .collect();
         Ok(LogPage {
+            scanned: entries.len(),
             records,
             cursor: next,
+            complete: true,
         })
     }
 }

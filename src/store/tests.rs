@@ -721,7 +721,10 @@ async fn usage_by_key_model_and_provider() {
             .expect("series");
         assert_eq!(days.len(), 1);
         assert_eq!(days[0].start_ms, BASE - 8 * 3_600_000);
-        assert_eq!(days[0].rows, s.usage(UsageBy::Provider, BASE, now).await.expect("usage"));
+        assert_eq!(
+            days[0].rows,
+            s.usage(UsageBy::Provider, BASE, now).await.expect("usage")
+        );
     })
     .await;
 }
@@ -777,6 +780,7 @@ async fn log_filters_and_newest_last() {
             provider: p.map(Into::into),
             status: st,
             since_ms: None,
+            id: None,
         };
         let n = |f: LogFilter| {
             let s = s.clone();
@@ -810,6 +814,119 @@ async fn log_filters_and_newest_last() {
         );
     })
     .await;
+}
+
+#[tokio::test]
+async fn log_search_stops_at_its_scan_budget_and_says_so() {
+    both(|s| async move {
+        // r0..r49, oldest first; every tenth is a 500.
+        let batch: Vec<Vec<u8>> = (0..50)
+            .map(|i| {
+                rec(
+                    i,
+                    "k1",
+                    "gpt",
+                    "openai",
+                    if i % 10 == 0 { 500 } else { 200 },
+                )
+            })
+            .collect();
+        s.append_logs(&batch).await.expect("append");
+        let only500 = LogFilter {
+            status: Some(500),
+            ..LogFilter::default()
+        };
+        // The newest 25 entries hold r30 and r40: fewer than asked, so the search is partial.
+        let p = s.search_logs(&only500, 10, 25).await.expect("search");
+        assert_eq!(
+            (ids(&p), p.scanned, p.complete),
+            (vec!["r30".into(), "r40".into()], 25, false)
+        );
+        // A budget that reaches the oldest entry exactly is a complete search.
+        let p = s.search_logs(&only500, 10, 50).await.expect("search");
+        assert_eq!((p.records.len(), p.scanned, p.complete), (5, 50, true));
+        // Enough matches before the budget runs out: complete, nothing more scanned.
+        let p = s.search_logs(&only500, 2, 25).await.expect("search");
+        assert_eq!(
+            (ids(&p), p.scanned, p.complete),
+            (vec!["r30".into(), "r40".into()], 20, true)
+        );
+        // `read_logs` searches everything.
+        let p = s.read_logs(&only500, 10).await.expect("read");
+        assert_eq!((p.records.len(), p.complete), (5, true));
+        let one = LogFilter {
+            id: Some("r7".into()),
+            ..LogFilter::default()
+        };
+        assert_eq!(
+            ids(&s.search_logs(&one, 1, 100).await.expect("search")),
+            ["r7"]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn log_byte_prefilter_never_hides_a_match() {
+    both(|s| async move {
+        // Values serde_json has to escape, non-ASCII, and a status whose digits are in others.
+        let odd = "team \"a\\b\" / ünï";
+        let batch = [
+            rec(1, odd, "m/x", "p", 50),
+            rec(2, "k", "m", "p", 500),
+            rec(3, "k", "m", "p", 200),
+        ];
+        s.append_logs(&batch).await.expect("append");
+        let find = |f: LogFilter| {
+            let s = s.clone();
+            async move { ids(&s.read_logs(&f, 100).await.expect("read")) }
+        };
+        let key = |k: &str| LogFilter {
+            key: Some(k.into()),
+            ..LogFilter::default()
+        };
+        assert_eq!(find(key(odd)).await, ["r1"]);
+        assert_eq!(find(key(&format!("{odd}-name"))).await, ["r1"]);
+        assert!(find(key("team")).await.is_empty(), "whole values only");
+        let status = |st| LogFilter {
+            status: Some(st),
+            ..LogFilter::default()
+        };
+        assert_eq!(find(status(50)).await, ["r1"]);
+        assert_eq!(find(status(500)).await, ["r2"]);
+        let model = LogFilter {
+            model: Some("m/x-resolved".into()),
+            ..LogFilter::default()
+        };
+        assert_eq!(find(model).await, ["r1"]);
+    })
+    .await;
+}
+
+#[test]
+fn ring_search_applies_since_to_each_records_ts() {
+    let at = |i: u64, ts: &str| {
+        serde_json::json!({ "id": format!("r{i}"), "ts": ts, "status": 200 })
+            .to_string()
+            .into_bytes()
+    };
+    let newest_first = vec![
+        at(3, "2026-01-01T12:00:00.5Z"),
+        at(2, "2026-01-01T11:59:59Z"),
+        at(1, "2026-01-01T13:00:00Z"),
+    ];
+    let since = 1_767_268_800_000; // 2026-01-01T12:00:00Z
+    let f = LogFilter {
+        since_ms: Some(since),
+        ..LogFilter::default()
+    };
+    let p = search_raw_logs(&f, 10, 100, newest_first.clone());
+    assert_eq!(
+        (ids(&p), p.scanned, p.complete),
+        (vec!["r1".into(), "r3".into()], 3, true)
+    );
+    let p = search_raw_logs(&f, 10, 2, newest_first);
+    assert_eq!((ids(&p), p.complete), (vec!["r3".into()], false));
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@ through a real gateway (Envoy + processor + fake providers)."""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 
 import pytest
@@ -21,6 +23,7 @@ API_GETS = ["/console/api/session", "/console/api/overview", "/console/api/keys"
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
 def gw(request, providers):
+    redis_url = None
     if request.param == "redis":
         redis_url = request.getfixturevalue("redis_url")
         config = lambda records: base_config(providers, records) + f"\nstore: {{ redis_url: \"{redis_url}\" }}\n"
@@ -28,6 +31,7 @@ def gw(request, providers):
         config = None
     g = Gateway(providers, config_text=config, env={"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN})
     g.console = f"http://{g.admin}"
+    g.redis_url = redis_url
     yield g
     g.stop()
 
@@ -445,3 +449,40 @@ def test_config_file_keys_are_listed_with_their_use_and_read_only(gw):
     assert s.put(gw.console + f"/console/api/keys/{e2e['id']}/limits", json={}, headers=h).status_code == 404
     assert s.delete(gw.console + f"/console/api/keys/{e2e['id']}", headers=h).status_code == 404
     assert gw.post("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}).status_code == 200
+
+
+def redis_pipeline(url: str, commands: list[list[str]]) -> None:
+    """Send commands to Redis in one go (RESP) and wait for every reply; replies are not parsed."""
+    host, port = url.removeprefix("redis://").split(":")
+    wire = b"".join(b"*%d\r\n" % len(c) + b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in c)
+                    for c in commands + [["PING"]])
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(wire)
+        got = b""
+        while not got.endswith(b"+PONG\r\n"):
+            got += conn.recv(1 << 16)
+
+
+def test_log_search_is_bounded_and_says_how_far_it_looked(gw):
+    """A filter matching little reads at most the newest 20,000 records; page and API say so."""
+    s, _ = signed_in(gw)
+    nothing = {"key": "no-such-key"}
+    r = s.get(gw.console + "/console/api/logs", params=nothing).json()
+    assert r["records"] == [] and r["complete"] is True
+    assert "Searched the newest" not in s.get(gw.console + "/console/logs", params=nothing).text
+    if gw.redis_url is None:
+        return  # the in-memory ring keeps 10,000 records by default: always searched whole
+    # 20,001 other records, newer than every one before, straight into the shared log stream.
+    ids = [f"{int(time.time() * 1000) + 1}-{i}" for i in range(20_001)]
+    junk = json.dumps({"id": "junk", "key_name": "someone-else", "status": 200})
+    redis_pipeline(gw.redis_url, [["XADD", "sy:logs", i, "r", junk] for i in ids])
+    try:
+        r = s.get(gw.console + "/console/api/logs", params=nothing).json()
+        assert (r["records"], r["scanned"], r["complete"]) == ([], 20_000, False)
+        page = s.get(gw.console + "/console/logs", params=nothing).text
+        assert "Searched the newest 20,000 records only" in page
+        # Enough matches within the budget: a complete answer.
+        r = s.get(gw.console + "/console/api/logs", params={"key": "someone-else", "limit": 5}).json()
+        assert (len(r["records"]), r["scanned"], r["complete"]) == (5, 5, True)
+    finally:
+        redis_pipeline(gw.redis_url, [["XDEL", "sy:logs", *ids[k:k + 1000]] for k in range(0, len(ids), 1000)])
