@@ -6,7 +6,8 @@ use crate::auth::Principal;
 use crate::config::Snapshot;
 use crate::extproc::Shared;
 use crate::store::{
-    KeyInfo, KeySource, KeyStats, Limits, LogFilter, NewKey, Store, StoreError, UsageBy, UsageRow,
+    KeyInfo, KeySource, KeyStats, Limits, LogFilter, NewKey, Store, StoreError, UsageBucket,
+    UsageBy, UsageRow,
 };
 use bytes::Bytes;
 use http_body_util::Full;
@@ -385,6 +386,29 @@ pub(crate) async fn usage(
         .await
 }
 
+/// A period's chart buckets: hours for a day, quarter days for a week, days beyond.
+pub(crate) fn step_hours(period_hours: u64) -> u64 {
+    match period_hours {
+        0..=24 => 1,
+        25..=168 => 6,
+        _ => 24,
+    }
+}
+
+/// Usage over the period in `step_hours(hours)` buckets, oldest first.
+pub(crate) async fn usage_series(
+    store: &Store,
+    by: UsageBy,
+    hours: u64,
+) -> Result<Vec<UsageBucket>, StoreError> {
+    let now = now_ms();
+    let step = step_hours(hours);
+    // `hours` buckets' worth back from the current one, so the chart has exactly
+    // hours / step columns.
+    let since = now.saturating_sub(hours.saturating_sub(step) * 3_600_000);
+    store.usage_series(by, since, now, step).await
+}
+
 fn usage_by(s: &str) -> Option<UsageBy> {
     match s {
         "key" => Some(UsageBy::Key),
@@ -481,7 +505,7 @@ pub(crate) async fn api_get(ctx: &Ctx<'_>, path: &str) -> Response<Full<Bytes>> 
                 Err(e) => store_failed(e),
             }
         }
-        "usage" => {
+        "usage" | "usage/series" => {
             let (pid, hours) = period(ctx);
             let by_s = ctx.query.get("by").map(String::as_str).unwrap_or("key");
             let Some(by) = usage_by(by_s) else {
@@ -491,6 +515,16 @@ pub(crate) async fn api_get(ctx: &Ctx<'_>, path: &str) -> Response<Full<Bytes>> 
                     "by: use key, model or provider",
                 );
             };
+            if rest == "usage/series" {
+                return match usage_series(store, by, hours).await {
+                    Ok(buckets) => json_response(
+                        200,
+                        &json!({ "period": pid, "by": by_s, "step_hours": step_hours(hours),
+                                 "buckets": buckets }),
+                    ),
+                    Err(e) => store_failed(e),
+                };
+            }
             match usage(store, by, hours).await {
                 Ok(rows) => {
                     json_response(200, &json!({ "period": pid, "by": by_s, "usage": rows }))

@@ -508,7 +508,7 @@ fn limits_section(ctx: &Ctx<'_>, k: &KeyStats, error: Option<&str>) -> String {
         let _ = write!(
             rows,
             "<div class=\"limit\"><label class=\"toggle\"><input type=\"checkbox\" name=\"{field}_on\" \
-             id=\"{field}-on\"{on}> {label} per hour</label>\
+             id=\"{field}-on\"{on}> {label}</label>\
              <input type=\"range\" id=\"{field}-range\" min=\"0\" max=\"{max}\" step=\"1000\" \
              value=\"{value}\" data-mirror=\"{field}\" aria-label=\"{label} per hour (slider)\">\
              <label class=\"sr\" for=\"{field}\">{label} per hour</label>\
@@ -1058,6 +1058,57 @@ async fn usage_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
         Err(e) => return store_error(ctx, &e),
     };
     let mut body = period_picker(pid, "/console/usage", "");
+    // Over time: spend and requests per bucket, stacked by the chosen dimension.
+    let series_by = ctx
+        .query
+        .get("series")
+        .map(String::as_str)
+        .unwrap_or("model");
+    let by = match series_by {
+        "key" => UsageBy::Key,
+        "provider" => UsageBy::Provider,
+        _ => UsageBy::Model,
+    };
+    let buckets = match data::usage_series(store, by, hours).await {
+        Ok(b) => b,
+        Err(e) => return store_error(ctx, &e),
+    };
+    let label = |name: &str| match by {
+        UsageBy::Key => names.get(name).cloned().unwrap_or_else(|| name.to_string()),
+        _ => name.to_string(),
+    };
+    let mut picker = String::new();
+    for (v, text) in [
+        ("model", "model"),
+        ("provider", "provider"),
+        ("key", "API key"),
+    ] {
+        let sel = if v == by.as_str() { " selected" } else { "" };
+        let _ = write!(picker, "<option value=\"{v}\"{sel}>{text}</option>");
+    }
+    let _ = write!(
+        body,
+        "<h2>Over time</h2><form method=\"get\" action=\"/console/usage\" class=\"inline\">\
+         <input type=\"hidden\" name=\"period\" value=\"{pid}\">\
+         <label for=\"series\">Stacked by</label><select id=\"series\" name=\"series\" data-autosubmit>{picker}</select>\
+         <noscript><button type=\"submit\">Show</button></noscript></form>{}{}",
+        series_chart(
+            "Spend over time",
+            &buckets,
+            data::step_hours(hours),
+            &label,
+            |r| r.cost_usd,
+            usd
+        ),
+        series_chart(
+            "Requests over time",
+            &buckets,
+            data::step_hours(hours),
+            &label,
+            |r| r.requests as f64,
+            |v| num(v as u64)
+        ),
+    );
     for (by, title) in [
         (UsageBy::Key, "By API key"),
         (UsageBy::Model, "By model"),
@@ -1161,6 +1212,158 @@ fn usage_chart(
     }
     svg.push_str("</svg></figure>");
     svg
+}
+
+/// Series beyond this many are summed as "other", so a chart stays readable.
+const SERIES_SHOWN: usize = 5;
+
+/// One value per bucket as stacked columns, a color per name (the top `SERIES_SHOWN` over the
+/// period, the rest as "other"), in inline SVG (no script, no inline styles: the strict CSP holds).
+/// A table of the same numbers follows for screen readers and exact values.
+fn series_chart(
+    title: &str,
+    buckets: &[crate::store::UsageBucket],
+    step_hours: u64,
+    label_of: &dyn Fn(&str) -> String,
+    value: fn(&crate::store::UsageRow) -> f64,
+    fmt: fn(f64) -> String,
+) -> String {
+    // The names with the most over the whole period get their own color.
+    let mut totals: HashMap<&str, f64> = HashMap::new();
+    for r in buckets.iter().flat_map(|b| &b.rows) {
+        *totals.entry(r.name.as_str()).or_default() += value(r);
+    }
+    let mut top: Vec<(&str, f64)> = totals.into_iter().filter(|(_, v)| *v > 0.0).collect();
+    if top.is_empty() {
+        return format!(
+            "<p class=\"small\">{}: no usage in this period.</p>",
+            esc(title)
+        );
+    }
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let shown: Vec<&str> = top.iter().take(SERIES_SHOWN).map(|(n, _)| *n).collect();
+    let has_other = top.len() > SERIES_SHOWN;
+    // Per bucket: the shown names' values, then "other".
+    let columns: Vec<Vec<f64>> = buckets
+        .iter()
+        .map(|b| {
+            let mut col = vec![0.0; shown.len() + 1];
+            for r in &b.rows {
+                let i = shown
+                    .iter()
+                    .position(|n| *n == r.name)
+                    .unwrap_or(shown.len());
+                col[i] += value(r);
+            }
+            col
+        })
+        .collect();
+    let max = columns
+        .iter()
+        .map(|c| c.iter().sum::<f64>())
+        .fold(0.0_f64, f64::max);
+    let (left, top_pad, plot_w, plot_h) = (70.0, 10.0, 860.0, 160.0);
+    let slot = plot_w / buckets.len().max(1) as f64;
+    let bar = (slot * 0.8).max(1.0);
+    let mut svg = format!(
+        "<figure class=\"chart\"><figcaption>{t}</figcaption><svg viewBox=\"0 0 940 {h}\" width=\"100%\" \
+         role=\"img\" aria-label=\"{t}: stacked columns per {step}; the table below has the numbers\">\
+         <text x=\"0\" y=\"{y_max}\" class=\"small\">{max}</text><text x=\"0\" y=\"{y0}\" class=\"small\">0</text>\
+         <line x1=\"{left}\" y1=\"{y0}\" x2=\"{x_end}\" y2=\"{y0}\" class=\"axis\"/>",
+        t = esc(title),
+        h = top_pad + plot_h + 60.0,
+        step = if step_hours == 1 {
+            "hour".to_string()
+        } else if step_hours == 24 {
+            "day".to_string()
+        } else {
+            format!("{step_hours} hours")
+        },
+        y_max = top_pad + 10.0,
+        max = esc(&fmt(max)),
+        y0 = top_pad + plot_h,
+        x_end = left + plot_w,
+    );
+    let label_every = (buckets.len() / 8).max(1);
+    for (i, (b, col)) in buckets.iter().zip(&columns).enumerate() {
+        let x = left + slot * i as f64 + (slot - bar) / 2.0;
+        let mut y = top_pad + plot_h;
+        for (s, v) in col.iter().enumerate() {
+            if *v <= 0.0 || max <= 0.0 {
+                continue;
+            }
+            let h = v / max * plot_h;
+            y -= h;
+            let _ = write!(
+                svg,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\" class=\"s{s}\"/>"
+            );
+        }
+        if i % label_every == 0 {
+            let _ = write!(
+                svg,
+                "<text x=\"{x:.1}\" y=\"{}\" class=\"small\">{}</text>",
+                top_pad + plot_h + 16.0,
+                esc(&bucket_label(b.start_ms, step_hours))
+            );
+        }
+    }
+    // Legend.
+    let mut names: Vec<String> = shown.iter().map(|n| label_of(n)).collect();
+    if has_other {
+        names.push("other".into());
+    }
+    let mut x = left;
+    for (s, n) in names.iter().enumerate() {
+        let y = top_pad + plot_h + 40.0;
+        let _ = write!(
+            svg,
+            "<rect x=\"{x:.1}\" y=\"{}\" width=\"10\" height=\"10\" class=\"s{s}\"/>\
+             <text x=\"{:.1}\" y=\"{y}\" class=\"legend\">{}</text>",
+            y - 9.0,
+            x + 14.0,
+            esc(n)
+        );
+        x += 24.0 + 7.0 * n.chars().count().min(28) as f64;
+    }
+    svg.push_str("</svg></figure>");
+    // The same numbers as a table, folded away.
+    let mut head = String::new();
+    for n in &names {
+        let _ = write!(head, "<th scope=\"col\">{}</th>", esc(n));
+    }
+    let mut rows = String::new();
+    for (b, col) in buckets.iter().zip(&columns) {
+        if col.iter().all(|v| *v == 0.0) {
+            continue;
+        }
+        let _ = write!(
+            rows,
+            "<tr><th scope=\"row\">{}</th>",
+            esc(&bucket_label(b.start_ms, step_hours))
+        );
+        for v in col.iter().take(names.len()) {
+            let _ = write!(rows, "<td class=\"num\">{}</td>", esc(&fmt(*v)));
+        }
+        rows.push_str("</tr>");
+    }
+    let _ = write!(
+        svg,
+        "<details><summary>{} as a table</summary><table><thead><tr><th scope=\"col\">From</th>{head}</tr></thead>\
+         <tbody>{rows}</tbody></table></details>",
+        esc(title)
+    );
+    svg
+}
+
+/// A bucket's start, as short as its size allows (UTC).
+fn bucket_label(ms: u64, step_hours: u64) -> String {
+    let full = when(ms); // "YYYY-MM-DD HH:MM UTC"
+    match step_hours {
+        1 => full.get(11..16).unwrap_or(&full).to_string(),
+        24 => full.get(5..10).unwrap_or(&full).to_string(),
+        _ => full.get(5..13).map_or(full.clone(), |s| format!("{s}h")),
+    }
 }
 
 fn playground_page(

@@ -488,7 +488,7 @@ pub enum UsageBy {
 }
 
 impl UsageBy {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             UsageBy::Key => "key",
             UsageBy::Model => "model",

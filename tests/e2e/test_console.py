@@ -313,9 +313,25 @@ def test_usage_page_charts_spend_and_volume(gw):
         if name in page:
             break
         time.sleep(0.1)
-    assert page.count('role="img"') == 3  # by key, by model, by provider
+    assert page.count('role="img"') == 5  # spend and requests over time; by key, model, provider
     assert 'class="bar-cost"' in page and 'class="bar-req"' in page
     assert f">{name}</text>" in page  # the key's bar is labelled with its name
+    assert "Spend over time" in page and "Requests over time" in page and 'class="s0"' in page
+    # Over time, by key: the key's request is in the current hour's column, under its name.
+    page = s.get(gw.console + "/console/usage", params={"period": "24h", "series": "key"}).text
+    assert f'class="legend">{name}</text>' in page and '<option value="key" selected>' in page
+    api = gw.console + "/console/api/usage/series"
+    for period, n, step in [("24h", 24, 1), ("7d", 28, 6), ("30d", 30, 24)]:
+        series = s.get(api, params={"by": "key", "period": period}).json()
+        assert series["step_hours"] == step and len(series["buckets"]) == n, (period, len(series["buckets"]))
+        starts = [b["start_ms"] for b in series["buckets"]]
+        assert starts == sorted(starts) and starts[-1] <= time.time() * 1000 < starts[-1] + step * 3_600_000
+    key_id = next(k["id"] for k in s.get(gw.console + "/console/api/keys").json()["keys"] if k["name"] == name)
+    # In the current hour's column (or the one before, if the hour turned meanwhile).
+    recent = s.get(api, params={"by": "key", "period": "24h"}).json()["buckets"][-2:]
+    mine = [r for b in recent for r in b["rows"] if r["name"] == key_id]
+    assert len(mine) == 1 and mine[0]["requests"] == 1 and mine[0]["cost_usd"] > 0
+    assert s.get(api, params={"by": "colour"}).status_code == 400
 
 
 def new_key(s, gw, csrf, prefix):

@@ -21,8 +21,8 @@ def test_seed_000_walk_in_headless_chromium(providers, tmp_path):
     assert Path(CHROMIUM).exists() and shutil.which("node") and (DRIVER / "node_modules" / "playwright-core").exists(), \
         "needs Debian chromium, node and playwright-core: run `make browser-deps`"
     gw = Gateway(providers, env={"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN})
-    # The walk's first request succeeds on oa; its second (reliable-chat) finds oa failing once
-    # and falls back to an, which Request Logs must show.
+    # The walk's first request succeeds on oa; its second finds oa failing once and the key's
+    # fallback chain (configured in the walk) moves on to an, which Request Logs must show.
     providers["oa"].script("ok", "status:500")
     try:
         shots = os.environ.get("CONSOLE_SCREENSHOTS", str(tmp_path))

@@ -1,6 +1,7 @@
-// Seed 000 in real headless Chromium: sign in, create an API key (shown once, copied), look the
-// model up in the catalog, send a request through the proxy endpoint shown on the Dashboard,
-// try the Playground, then find the request in Request Logs with its resolved model and cost.
+// Seed 000 in real headless Chromium: sign in, create an API key (shown once, copied), attach a
+// fallback routing configuration and a rate limit to it, look the model up in the catalog, send
+// requests through the proxy endpoint shown on the Dashboard (one falls back), try the
+// Playground, then find both in Request Logs with their resolved model and cost.
 // Usage: CONSOLE_URL=http://127.0.0.1:8081 ADMIN_TOKEN=... node walk.mjs [screenshot-dir]
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
@@ -35,7 +36,6 @@ try {
   step("create an API key from the quick action");
   await page.getByRole("link", { name: "Create API key" }).click();
   await page.getByLabel("Name", { exact: true }).fill(keyName);
-  await page.getByLabel("Total tokens per hour").fill("100000");
   await page.getByRole("button", { name: "Create", exact: true }).click();
   await page.getByText("it is shown only once").waitFor();
   const key = await page.getByRole("textbox", { name: "API key", exact: true }).inputValue();
@@ -45,6 +45,30 @@ try {
   await page.goto(`${base}/console/keys`);
   assert.ok(!(await page.content()).includes(key), "the key is shown only once");
   await page.getByRole("cell", { name: new RegExp(keyName) }).waitFor();
+
+  step("configure routing on the key: fallback policy, two backends from the catalog, Active");
+  await page.getByRole("link", { name: keyName, exact: true }).click();
+  await page.getByRole("heading", { name: "Routing configuration" }).waitFor();
+  await page.getByLabel("Fallback policy", { exact: false }).check();
+  await page.getByLabel("Backend 1 model").selectOption("gpt-4o");
+  await page.getByLabel("Backend 1 priority").fill("0");
+  await page.getByRole("button", { name: "+ Add backend" }).click();
+  await page.getByLabel("Backend 2 model").selectOption("claude-sonnet-4");
+  await page.getByLabel("Backend 2 priority").fill("1");
+  assert.ok(await page.getByLabel("Active").isChecked());
+  await page.getByRole("button", { name: "Save routing" }).click();
+  await page.getByText("configured", { exact: true }).waitFor();
+  assert.equal(await page.getByLabel("Backend 2 model").inputValue(), "claude-sonnet-4");
+
+  step("configure a rate limit: the toggle, then the total-tokens limit by typing a value");
+  assert.ok(await page.getByLabel("Total tokens per hour", { exact: true }).isDisabled());
+  await page.getByRole("checkbox", { name: "Rate limit", exact: true }).check();
+  await page.getByRole("checkbox", { name: "Total tokens", exact: true }).check();
+  await page.getByLabel("Total tokens per hour", { exact: true }).fill("200000");
+  await page.getByRole("button", { name: "Save limits" }).click();
+  await page.getByText("200,000 total tok/h").waitFor();
+  assert.equal(await page.getByLabel("Total tokens per hour (slider)").inputValue(), "200000");
+  await shot("7-key-configure");
 
   step("model catalog: search as you type, detail");
   await nav("Model Catalog");
@@ -66,11 +90,11 @@ try {
   const rid = r.headers.get("x-switchyard-request-id");
   assert.ok(rid);
 
-  step("a request whose first backend fails (the test scripts one 500): the gateway falls back");
+  step("a request whose primary backend fails (the test scripts one 500): the key's chain falls back");
   const fb = await fetch(`${proxy}/chat/completions`, {
     method: "POST",
     headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: JSON.stringify({ model: "reliable-chat", messages: [{ role: "user", content: "Hello" }] }),
+    body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "Hello" }] }),
   });
   assert.equal(fb.status, 200);
   assert.equal(fb.headers.get("x-switchyard-fallbacks"), "1");
