@@ -505,6 +505,7 @@ mod tests {
             "/console/api/logs",
             "/console/api/logs/{id}",
             "/console/api/usage",
+            "/console/api/usage/series",
             "/console/api/playground",
             "/admin/keys",
             "/admin/usage",
