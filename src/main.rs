@@ -285,7 +285,9 @@ fn main() -> anyhow::Result<()> {
                     k["input_tokens"],
                     k["output_tokens"],
                     k["spend_usd"].as_f64().unwrap_or(0.0),
-                    k["last_used_ms"].as_u64().map_or("never".into(), fmt_ms),
+                    k["last_used_ms"]
+                        .as_u64()
+                        .map_or("never".into(), record::rfc3339_ms),
                     if k["revoked"].as_bool() == Some(true) {
                         "  (revoked)"
                     } else {
@@ -793,14 +795,4 @@ fn parse_hours(since: &str) -> anyhow::Result<u64> {
         "d" => Ok(n * 24),
         _ => anyhow::bail!("--since {since}: use e.g. 24h or 7d"),
     }
-}
-
-fn fmt_ms(ms: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
