@@ -257,12 +257,17 @@ pub(crate) fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Percent-decoding for a path segment, where `+` is itself (`a+tag@example.com`).
+pub(crate) fn path_decode(s: &str) -> String {
+    url_decode(&s.replace('+', "%2B"))
+}
+
 fn hex_val(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Percent-encoding for a path segment or query value.
-pub(crate) fn url_encode(s: &str) -> String {
+pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
