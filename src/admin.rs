@@ -325,7 +325,7 @@ async fn store_api(
         (&Method::DELETE, p) if p.starts_with("/admin/users/") => {
             let email = crate::console::path_decode(&p["/admin/users/".len()..]);
             match crate::users::delete(store, &email).await {
-                Ok(()) => json_response(200, json!({ "email": email, "deleted": true })),
+                Ok(email) => json_response(200, json!({ "email": email, "deleted": true })),
                 Err(e) => user_error(&e),
             }
         }

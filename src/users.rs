@@ -142,11 +142,13 @@ pub async fn verify(store: &Store, email: &str, password: &str) -> Result<Option
     Ok(known.filter(|_| matches).map(|c| c.user))
 }
 
-pub async fn delete(store: &Store, email: &str) -> Result<(), UserError> {
-    if store.delete_user(email).await? {
-        Ok(())
+/// Removes a user; returns the (lower-cased) email deleted.
+pub async fn delete(store: &Store, email: &str) -> Result<String, UserError> {
+    let email = email.trim().to_lowercase();
+    if store.delete_user(&email).await? {
+        Ok(email)
     } else {
-        Err(UserError::NotFound(email.trim().to_lowercase()))
+        Err(UserError::NotFound(email))
     }
 }
 
