@@ -197,6 +197,24 @@ pub fn validate_routing(shared: &Shared, key_name: &str, yaml: &str) -> Result<(
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect())
 }
 
+/// The request's JSON body, or the 400 answer.
+async fn json_body(req: Request<Incoming>) -> Result<Value, Box<Response<Full<Bytes>>>> {
+    let Ok(body) = req.into_body().collect().await else {
+        return Err(Box::new(error(
+            400,
+            "invalid_request_error",
+            "cannot read the request body",
+        )));
+    };
+    serde_json::from_slice(&body.to_bytes()).map_err(|e| {
+        Box::new(error(
+            400,
+            "invalid_request_error",
+            format!("invalid JSON: {e}"),
+        ))
+    })
+}
+
 fn user_error(e: &crate::users::UserError) -> Response<Full<Bytes>> {
     let (status, kind) = e.status();
     error(status, kind, e.to_string())
@@ -213,12 +231,9 @@ async fn store_api(
     let failed = |e: crate::store::StoreError| error(503, "api_error", e.to_string());
     match (method, path) {
         (&Method::POST, "/admin/keys") => {
-            let Ok(body) = req.into_body().collect().await else {
-                return error(400, "invalid_request_error", "cannot read the request body");
-            };
-            let v: Value = match serde_json::from_slice(&body.to_bytes()) {
+            let v = match json_body(req).await {
                 Ok(v) => v,
-                Err(e) => return error(400, "invalid_request_error", format!("invalid JSON: {e}")),
+                Err(refused) => return *refused,
             };
             let Some(name) = v
                 .get("name")
@@ -268,12 +283,9 @@ async fn store_api(
         },
         (&Method::PUT, p) if p.starts_with("/admin/keys/") && p.ends_with("/routing") => {
             let id = &p["/admin/keys/".len()..p.len() - "/routing".len()];
-            let Ok(body) = req.into_body().collect().await else {
-                return error(400, "invalid_request_error", "cannot read the request body");
-            };
-            let v: Value = match serde_json::from_slice(&body.to_bytes()) {
+            let v = match json_body(req).await {
                 Ok(v) => v,
-                Err(e) => return error(400, "invalid_request_error", format!("invalid JSON: {e}")),
+                Err(refused) => return *refused,
             };
             let name = match store.list_keys().await {
                 Ok(keys) => keys
@@ -303,12 +315,9 @@ async fn store_api(
             }
         }
         (&Method::POST, "/admin/users") => {
-            let Ok(body) = req.into_body().collect().await else {
-                return error(400, "invalid_request_error", "cannot read the request body");
-            };
-            let v: Value = match serde_json::from_slice(&body.to_bytes()) {
+            let v = match json_body(req).await {
                 Ok(v) => v,
-                Err(e) => return error(400, "invalid_request_error", format!("invalid JSON: {e}")),
+                Err(refused) => return *refused,
             };
             match crate::users::create_from_json(store, &v).await {
                 Ok(u) => json_response(201, crate::users::to_json(&u)),

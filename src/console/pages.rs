@@ -627,10 +627,11 @@ async fn users_page(
         let _ = write!(
             rows,
             "<tr><td>{}{you}</td><td>{}</td>\
-             <td><a href=\"/console/users/{}/delete\" class=\"danger\">Delete</a></td></tr>",
+             <td><a href=\"/console/users/{}/delete\" class=\"danger\" aria-label=\"Delete {}\">Delete</a></td></tr>",
             esc(&u.email),
             when(u.created_ms),
             url_encode(&u.email),
+            esc(&u.email),
         );
     }
     if rows.is_empty() {
