@@ -580,6 +580,7 @@ mod tests {
         assert_eq!(url_decode("a+b%20c%2Fd"), "a b c/d");
         assert_eq!(url_decode("100%"), "100%");
         assert_eq!(url_decode("%zz"), "%zz");
+        assert_eq!(path_decode("a+tag%40example.com"), "a+tag@example.com");
         assert_eq!(url_encode("gpt-4o/x y"), "gpt-4o%2Fx%20y");
         let f = parse_form("name=a%26b&csrf=x&name=second");
         assert_eq!(f.get("name").map(String::as_str), Some("a&b"));
