@@ -7,7 +7,10 @@
 //! - `GET /admin/keys` → name, created, last used, requests, tokens, spend (never the key);
 //! - `DELETE /admin/keys/{id}` → revoked on the next request on every replica;
 //! - `GET /admin/usage?by=key|model|provider&since_hours=24`;
-//! - `GET /admin/logs?key=&model=&provider=&status=&since_ms=&limit=` and `&follow=CURSOR`.
+//! - `GET /admin/logs?key=&model=&provider=&status=&since_ms=&limit=` and `&follow=CURSOR`;
+//! - `POST /admin/users` `{email, password}` → 201 `{email, created}` (409 when the email is
+//!   taken); `GET /admin/users`; `DELETE /admin/users/{email}` (ends that user's Console
+//!   sessions). Console sign-in users; never their password hashes.
 
 use crate::extproc::Shared;
 use crate::store::{LogFilter, NewKey, UsageBy};
@@ -142,7 +145,12 @@ async fn handle(
                 "store": if matches!(shared.store, crate::store::Store::Redis(_)) { "redis" } else { "memory" },
             }),
         ),
-        (_, p) if p.starts_with("/admin/keys") || p == "/admin/usage" || p == "/admin/logs" => {
+        (_, p)
+            if p.starts_with("/admin/keys")
+                || p.starts_with("/admin/users")
+                || p == "/admin/usage"
+                || p == "/admin/logs" =>
+        {
             if let Some(denied) = refusal(token, &req) {
                 return denied;
             }
@@ -189,6 +197,29 @@ pub fn validate_routing(shared: &Shared, key_name: &str, yaml: &str) -> Result<(
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect())
 }
 
+/// The request's JSON body, or the 400 answer.
+async fn json_body(req: Request<Incoming>) -> Result<Value, Box<Response<Full<Bytes>>>> {
+    let Ok(body) = req.into_body().collect().await else {
+        return Err(Box::new(error(
+            400,
+            "invalid_request_error",
+            "cannot read the request body",
+        )));
+    };
+    serde_json::from_slice(&body.to_bytes()).map_err(|e| {
+        Box::new(error(
+            400,
+            "invalid_request_error",
+            format!("invalid JSON: {e}"),
+        ))
+    })
+}
+
+fn user_error(e: &crate::users::UserError) -> Response<Full<Bytes>> {
+    let (status, kind) = e.status();
+    error(status, kind, e.to_string())
+}
+
 async fn store_api(
     shared: &Shared,
     method: &Method,
@@ -200,12 +231,9 @@ async fn store_api(
     let failed = |e: crate::store::StoreError| error(503, "api_error", e.to_string());
     match (method, path) {
         (&Method::POST, "/admin/keys") => {
-            let Ok(body) = req.into_body().collect().await else {
-                return error(400, "invalid_request_error", "cannot read the request body");
-            };
-            let v: Value = match serde_json::from_slice(&body.to_bytes()) {
+            let v = match json_body(req).await {
                 Ok(v) => v,
-                Err(e) => return error(400, "invalid_request_error", format!("invalid JSON: {e}")),
+                Err(refused) => return *refused,
             };
             let Some(name) = v
                 .get("name")
@@ -255,12 +283,9 @@ async fn store_api(
         },
         (&Method::PUT, p) if p.starts_with("/admin/keys/") && p.ends_with("/routing") => {
             let id = &p["/admin/keys/".len()..p.len() - "/routing".len()];
-            let Ok(body) = req.into_body().collect().await else {
-                return error(400, "invalid_request_error", "cannot read the request body");
-            };
-            let v: Value = match serde_json::from_slice(&body.to_bytes()) {
+            let v = match json_body(req).await {
                 Ok(v) => v,
-                Err(e) => return error(400, "invalid_request_error", format!("invalid JSON: {e}")),
+                Err(refused) => return *refused,
             };
             let name = match store.list_keys().await {
                 Ok(keys) => keys
@@ -287,6 +312,30 @@ async fn store_api(
                 Ok(true) => json_response(200, json!({ "id": id, "revoked": true })),
                 Ok(false) => error(404, "not_found_error", format!("no key with id {id}")),
                 Err(e) => failed(e),
+            }
+        }
+        (&Method::POST, "/admin/users") => {
+            let v = match json_body(req).await {
+                Ok(v) => v,
+                Err(refused) => return *refused,
+            };
+            match crate::users::create_from_json(store, &v).await {
+                Ok(u) => json_response(201, crate::users::to_json(&u)),
+                Err(e) => user_error(&e),
+            }
+        }
+        (&Method::GET, "/admin/users") => match store.list_users().await {
+            Ok(users) => json_response(
+                200,
+                json!({ "users": users.iter().map(crate::users::to_json).collect::<Vec<_>>() }),
+            ),
+            Err(e) => failed(e),
+        },
+        (&Method::DELETE, p) if p.starts_with("/admin/users/") => {
+            let email = crate::console::path_decode(&p["/admin/users/".len()..]);
+            match crate::users::delete(store, &email).await {
+                Ok(email) => json_response(200, json!({ "email": email, "deleted": true })),
+                Err(e) => user_error(&e),
             }
         }
         (&Method::GET, "/admin/usage") => {

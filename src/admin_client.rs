@@ -1,4 +1,4 @@
-//! The CLI side of the admin API (`keys create|list|revoke --admin`, `usage`): one small
+//! The CLI side of the admin API (`keys create|list|revoke --admin`, `users`, `usage`): one small
 //! HTTP/1.1 request per command over a plain TCP connection to the processor's admin port.
 
 use anyhow::{Context, bail};

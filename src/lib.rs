@@ -10,6 +10,7 @@
 //! - `sigv4`: AWS Signature Version 4 request signing (pure, for Bedrock);
 //! - `telemetry`: OpenTelemetry traces and metrics (OTLP) and the Prometheus registry;
 //! - `store`: dynamic keys, the token/budget ledger, usage and request logs (memory or Redis);
+//! - `users`: Console users (email + argon2id password hash) and sign-in verification;
 //! - `server`, `admin`, `up`: processes.
 #![forbid(unsafe_code)]
 
@@ -30,3 +31,4 @@ pub mod store;
 pub mod telemetry;
 pub mod translate;
 pub mod up;
+pub mod users;

@@ -94,6 +94,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// Manage Console users (sign-in by email and password)
+    Users {
+        #[command(subcommand)]
+        cmd: UsersCmd,
+    },
     /// Read request records
     Logs {
         #[command(subcommand)]
@@ -149,6 +154,30 @@ enum KeysCmd {
     Revoke {
         id: String,
         /// Confirm the revocation
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "127.0.0.1:8081")]
+        admin: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCmd {
+    /// Add a Console user; the password is the first line of stdin (8 to 1024 characters)
+    Create {
+        email: String,
+        #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "127.0.0.1:8081")]
+        admin: String,
+    },
+    /// Console users (never their password hashes)
+    List {
+        #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "127.0.0.1:8081")]
+        admin: String,
+    },
+    /// Delete a Console user: they cannot sign in again and their sessions end
+    Delete {
+        email: String,
+        /// Confirm the deletion
         #[arg(long)]
         yes: bool,
         #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "127.0.0.1:8081")]
@@ -285,7 +314,9 @@ fn main() -> anyhow::Result<()> {
                     k["input_tokens"],
                     k["output_tokens"],
                     k["spend_usd"].as_f64().unwrap_or(0.0),
-                    k["last_used_ms"].as_u64().map_or("never".into(), fmt_ms),
+                    k["last_used_ms"]
+                        .as_u64()
+                        .map_or("never".into(), record::rfc3339_ms),
                     if k["revoked"].as_bool() == Some(true) {
                         "  (revoked)"
                     } else {
@@ -304,6 +335,43 @@ fn main() -> anyhow::Result<()> {
             }
             admin_command(&admin, "DELETE", &format!("/admin/keys/{id}"), None, |_| {
                 println!("revoked {id}");
+            })
+        }
+        Cmd::Users {
+            cmd: UsersCmd::Create { email, admin },
+        } => {
+            let password = password_from_stdin(&email)?;
+            admin_command(
+                &admin,
+                "POST",
+                "/admin/users",
+                Some(serde_json::json!({ "email": email, "password": password })),
+                |v| println!("created {}", v["email"].as_str().unwrap_or_default()),
+            )
+        }
+        Cmd::Users {
+            cmd: UsersCmd::List { admin },
+        } => admin_command(&admin, "GET", "/admin/users", None, |v| {
+            println!("{:<48} CREATED", "EMAIL");
+            for u in v["users"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<48} {}",
+                    u["email"].as_str().unwrap_or_default(),
+                    u["created"].as_str().unwrap_or_default()
+                );
+            }
+        }),
+        Cmd::Users {
+            cmd: UsersCmd::Delete { email, yes, admin },
+        } => {
+            if !yes {
+                anyhow::bail!(
+                    "deleting {email} stops them signing in to the Console; repeat with --yes to confirm"
+                );
+            }
+            let path = format!("/admin/users/{}", switchyard::console::url_encode(&email));
+            admin_command(&admin, "DELETE", &path, None, |_| {
+                println!("deleted {email}");
             })
         }
         Cmd::Usage { by, since, admin } => {
@@ -757,6 +825,25 @@ fn explain(
     }
 }
 
+/// The first line of stdin without its line ending; refuses an empty one. Never echoed back.
+fn password_from_stdin(email: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprint!("Password for {email} (typed text is visible; pipe it in to avoid that): ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!(
+            "no password: give it as the first line of stdin, e.g. printf '%s\\n' \"$PASSWORD\" | switchyard users create {email}"
+        );
+    }
+    Ok(password.to_string())
+}
+
 /// Runs one admin API call on a small runtime and prints its answer with `show`.
 fn admin_command(
     admin: &str,
@@ -793,14 +880,4 @@ fn parse_hours(since: &str) -> anyhow::Result<u64> {
         "d" => Ok(n * 24),
         _ => anyhow::bail!("--since {since}: use e.g. 24h or 7d"),
     }
-}
-
-fn fmt_ms(ms: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }

@@ -357,6 +357,17 @@ pub fn matches(r: &Record, filters: &[(String, String)]) -> bool {
     })
 }
 
+/// A Unix time in milliseconds as RFC 3339 (UTC), as records' `ts`; empty if out of range.
+pub fn rfc3339_ms(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

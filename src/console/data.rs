@@ -39,6 +39,11 @@ fn store_failed(e: StoreError) -> Response<Full<Bytes>> {
     json_error(503, "api_error", &e.to_string())
 }
 
+fn user_failed(e: &crate::users::UserError) -> Response<Full<Bytes>> {
+    let (status, kind) = e.status();
+    json_error(status, kind, &e.to_string())
+}
+
 // === keys ===
 
 /// Every key: the store's (newest first, revoked last), then the config file's (by name), each
@@ -424,7 +429,14 @@ pub(crate) async fn api_get(ctx: &Ctx<'_>, path: &str) -> Response<Full<Bytes>> 
     let store = &ctx.shared.store;
     let rest = &path["/console/api/".len()..];
     match rest {
-        "session" => json_response(200, &json!({ "csrf": ctx.csrf, "user": "admin" })),
+        "session" => json_response(200, &json!({ "csrf": ctx.csrf, "user": ctx.who.label() })),
+        "users" => match store.list_users().await {
+            Ok(users) => json_response(
+                200,
+                &json!({ "users": users.iter().map(crate::users::to_json).collect::<Vec<_>>() }),
+            ),
+            Err(e) => store_failed(e),
+        },
         "overview" => {
             let (pid, hours) = period(ctx);
             let (keys, rows) = match (
@@ -633,6 +645,17 @@ pub(crate) async fn api_mutate(
                 Ok(true) => json_response(200, &json!({ "id": id, "revoked": true })),
                 Ok(false) => json_error(404, "not_found_error", &format!("no key with id {id}")),
                 Err(e) => store_failed(e),
+            }
+        }
+        (&Method::POST, "users") => match crate::users::create_from_json(store, &body).await {
+            Ok(u) => json_response(201, &crate::users::to_json(&u)),
+            Err(e) => user_failed(&e),
+        },
+        (&Method::DELETE, r) if r.starts_with("users/") => {
+            let email = super::path_decode(&r["users/".len()..]);
+            match crate::users::delete(store, &email).await {
+                Ok(email) => json_response(200, &json!({ "email": email, "deleted": true })),
+                Err(e) => user_failed(&e),
             }
         }
         (&Method::POST, "playground") => {

@@ -1,18 +1,23 @@
 //! The Console (seed 000): server-rendered pages and a small JSON API on the admin port, so a
 //! platform team gets a UI with the sidecar and no extra service.
 //!
-//! - **Sign-in** with the admin token (`SWITCHYARD_ADMIN_TOKEN`): `POST /console/login` sets a
-//!   session cookie (`HttpOnly; SameSite=Strict; Path=/console`, `Secure` when the request came
-//!   over HTTPS via `x-forwarded-proto`). Sessions are random 256-bit ids kept in memory with an
-//!   expiry; a restart signs everyone out. Without an admin token the Console stays closed.
+//! - **Sign-in** by email and password (Console users, see `crate::users`), or with the admin
+//!   token (`SWITCHYARD_ADMIN_TOKEN`): `POST /console/login` sets a session cookie (`HttpOnly;
+//!   SameSite=Strict; Path=/console`, `Secure` when the request came over HTTPS via
+//!   `x-forwarded-proto`). Sessions are random 256-bit ids kept in memory with an expiry and who
+//!   signed in; a restart signs everyone out. A user's session ends once that user is deleted
+//!   (checked against the store on each request, so on every replica). Without an admin token
+//!   the Console stays closed.
 //! - **CSRF**: each session has its own token, required on every state-changing call, as the
 //!   `csrf` form field or the `x-csrf-token` header; a cross-origin `Origin` is refused too.
 //! - **Everything else needs a session**: pages redirect to the sign-in page, `/console/api/*`
 //!   answers 401. Only the sign-in page and the two static assets are public.
 //! - Pages: Dashboard, API Keys (+ detail, revoke confirmation), Model Catalog (+ detail),
-//!   Request Logs, Usage, Playground. JSON API: see `docs/openapi.yaml`.
+//!   Request Logs, Usage, Playground, Users (+ delete confirmation). JSON API: see
+//!   `docs/openapi.yaml`.
 //!
-//! Keys are shown once (in the create response, never again) and never logged.
+//! Keys are shown once (in the create response, never again) and never logged; passwords and
+//! their hashes are never shown or logged.
 
 mod data;
 mod pages;
@@ -23,6 +28,7 @@ use crate::extproc::Shared;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, body::Incoming};
+use pages::LoginState;
 use rand::RngCore;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -70,10 +76,39 @@ pub(crate) fn proxy_endpoint(shared: &Shared) -> String {
     format!("http://{listen}/v1")
 }
 
+/// Who signed in to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Who {
+    AdminToken,
+    /// `created_ms` tells this user from a later one re-created with the same email.
+    User {
+        email: String,
+        created_ms: u64,
+    },
+}
+
+impl Who {
+    /// As the header's "Signed in as …" shows it.
+    pub(crate) fn label(&self) -> &str {
+        match self {
+            Who::AdminToken => "admin token",
+            Who::User { email, .. } => email,
+        }
+    }
+}
+
 struct Session {
     csrf: String,
+    who: Who,
     expires: Instant,
     created: Instant,
+}
+
+/// A live session, as the request presented it.
+struct Live {
+    id: String,
+    csrf: String,
+    who: Who,
 }
 
 static SESSIONS: LazyLock<Mutex<HashMap<String, Session>>> =
@@ -85,7 +120,7 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(b)
 }
 
-fn new_session() -> (String, String) {
+fn new_session(who: Who) -> (String, String) {
     let id = random_hex(32);
     let csrf = random_hex(32);
     let now = Instant::now();
@@ -103,6 +138,7 @@ fn new_session() -> (String, String) {
             id.clone(),
             Session {
                 csrf: csrf.clone(),
+                who,
                 expires: now + SESSION_TTL,
                 created: now,
             },
@@ -111,13 +147,17 @@ fn new_session() -> (String, String) {
     (id, csrf)
 }
 
-/// The CSRF token of the request's live session.
-fn session_of(req: &Request<Incoming>) -> Option<(String, String)> {
+/// The request's live session.
+fn session_of(req: &Request<Incoming>) -> Option<Live> {
     let id = cookie(req, COOKIE)?;
     let now = Instant::now();
     let mut s = SESSIONS.lock().ok()?;
     match s.get(&id) {
-        Some(v) if v.expires > now => Some((id, v.csrf.clone())),
+        Some(v) if v.expires > now => Some(Live {
+            csrf: v.csrf.clone(),
+            who: v.who.clone(),
+            id,
+        }),
         Some(_) => {
             s.remove(&id);
             None
@@ -258,12 +298,17 @@ pub(crate) fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Percent-decoding for a path segment, where `+` is itself (`a+tag@example.com`).
+pub(crate) fn path_decode(s: &str) -> String {
+    url_decode(&s.replace('+', "%2B"))
+}
+
 fn hex_val(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Percent-encoding for a path segment or query value.
-pub(crate) fn url_encode(s: &str) -> String {
+pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -305,6 +350,7 @@ pub fn owns(path: &str) -> bool {
 pub(crate) struct Ctx<'a> {
     pub shared: &'a Shared,
     pub csrf: String,
+    pub who: Who,
     pub query: HashMap<String, String>,
 }
 
@@ -329,27 +375,38 @@ pub async fn handle(
             if session_of(&req).is_some() {
                 return redirect("/console", None);
             }
-            return html(200, pages::login(admin_token.is_some(), None));
+            return html(
+                200,
+                pages::login(admin_token.is_some(), &LoginState::default()),
+            );
         }
-        (&Method::POST, "/console/login") => return login(admin_token, req).await,
+        (&Method::POST, "/console/login") => return login(shared, admin_token, req).await,
         _ => {}
     }
-    let Some((session_id, csrf)) = session_of(&req) else {
-        return if is_api {
-            json_error(401, "authentication_error", "sign in first")
-        } else if method == Method::GET {
-            redirect("/console/login", None)
-        } else {
-            html(
-                401,
-                pages::login(admin_token.is_some(), Some("Sign in first.")),
-            )
-        };
+    let Some(Live {
+        id: session_id,
+        csrf,
+        who,
+    }) = session_of(&req)
+    else {
+        return sign_in_first(is_api, &method, admin_token.is_some());
     };
+    // A user's session lasts while that user does: deleting them (on any replica) ends it.
+    if let Who::User { email, created_ms } = &who {
+        match shared.store.user_credential(email).await {
+            Ok(Some(c)) if c.user.created_ms == *created_ms => {}
+            Ok(_) => {
+                end_session(&session_id);
+                return sign_in_first(is_api, &method, admin_token.is_some());
+            }
+            Err(e) => return json_error(503, "api_error", &e.to_string()),
+        }
+    }
     let query = parse_form(req.uri().query().unwrap_or(""));
     let ctx = Ctx {
         shared,
         csrf,
+        who,
         query,
     };
     if method == Method::GET || method == Method::HEAD {
@@ -418,27 +475,49 @@ pub async fn handle(
     }
 }
 
+/// The answer to a request without a (live) session.
+fn sign_in_first(is_api: bool, method: &Method, enabled: bool) -> Response<Full<Bytes>> {
+    if is_api {
+        json_error(401, "authentication_error", "sign in first")
+    } else if method == Method::GET {
+        redirect("/console/login", None)
+    } else {
+        let state = LoginState {
+            error: Some("Sign in first."),
+            ..LoginState::default()
+        };
+        html(401, pages::login(enabled, &state))
+    }
+}
+
 fn clear_cookie() -> String {
     format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
-async fn login(admin_token: Option<&str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Sign-in by email and password (the form's `email` and `password`), or with the admin token
+/// (`token`). Failures answer after the same fixed delay, with one message for an unknown email
+/// and a wrong password.
+async fn login(
+    shared: &Shared,
+    admin_token: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let refused = |status: u16, state: &LoginState<'_>| html(status, pages::login(true, state));
     let Some(expected) = admin_token else {
-        return html(
-            403,
-            pages::login(
-                false,
-                Some(
-                    "The Console is disabled: start the processor with SWITCHYARD_ADMIN_TOKEN set.",
-                ),
+        let state = LoginState {
+            error: Some(
+                "The Console is disabled: start the processor with SWITCHYARD_ADMIN_TOKEN set.",
             ),
-        );
+            ..LoginState::default()
+        };
+        return html(403, pages::login(false, &state));
     };
     if cross_origin(&req) {
-        return html(
-            403,
-            pages::login(true, Some("Cross-origin sign-in refused.")),
-        );
+        let state = LoginState {
+            error: Some("Cross-origin sign-in refused."),
+            ..LoginState::default()
+        };
+        return refused(403, &state);
     }
     let secure = is_https(&req);
     let body = match read_body(req).await {
@@ -446,13 +525,45 @@ async fn login(admin_token: Option<&str>, req: Request<Incoming>) -> Response<Fu
         Err(r) => return r,
     };
     let form = parse_form(&String::from_utf8_lossy(&body));
-    let presented = form.get("token").map(String::as_str).unwrap_or("");
-    if !ct_eq(presented, expected) {
+    let field = |f: &str| form.get(f).map(String::as_str).unwrap_or("");
+    let (who, failure) = if form.contains_key("token") {
+        let who = ct_eq(field("token"), expected).then_some(Who::AdminToken);
+        let failure = LoginState {
+            error: Some("Invalid admin token."),
+            token_open: true,
+            ..LoginState::default()
+        };
+        (who, failure)
+    } else {
+        let who = match crate::users::verify(&shared.store, field("email"), field("password")).await
+        {
+            Ok(user) => user.map(|u| Who::User {
+                email: u.email,
+                created_ms: u.created_ms,
+            }),
+            Err(e) => {
+                let message = format!("Sign-in is unavailable: {e}");
+                let state = LoginState {
+                    error: Some(&message),
+                    email: field("email"),
+                    ..LoginState::default()
+                };
+                return refused(503, &state);
+            }
+        };
+        let failure = LoginState {
+            error: Some("Invalid email or password."),
+            email: field("email"),
+            ..LoginState::default()
+        };
+        (who, failure)
+    };
+    let Some(who) = who else {
         // A small fixed delay slows down guessing without keeping much state.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        return html(401, pages::login(true, Some("Invalid admin token.")));
-    }
-    let (id, _) = new_session();
+        return refused(401, &failure);
+    };
+    let (id, _) = new_session(who);
     let cookie = format!(
         "{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_TTL.as_secs(),
@@ -470,6 +581,7 @@ mod tests {
         assert_eq!(url_decode("a+b%20c%2Fd"), "a b c/d");
         assert_eq!(url_decode("100%"), "100%");
         assert_eq!(url_decode("%zz"), "%zz");
+        assert_eq!(path_decode("a+tag%40example.com"), "a+tag@example.com");
         assert_eq!(url_encode("gpt-4o/x y"), "gpt-4o%2Fx%20y");
         let f = parse_form("name=a%26b&csrf=x&name=second");
         assert_eq!(f.get("name").map(String::as_str), Some("a&b"));
@@ -478,7 +590,7 @@ mod tests {
 
     #[test]
     fn sessions_expire_and_end() {
-        let (id, csrf) = new_session();
+        let (id, csrf) = new_session(Who::AdminToken);
         assert_eq!(csrf.len(), 64);
         assert!(SESSIONS.lock().is_ok_and(|s| s.contains_key(&id)));
         end_session(&id);
@@ -507,7 +619,11 @@ mod tests {
             "/console/api/usage",
             "/console/api/usage/series",
             "/console/api/playground",
+            "/console/api/users",
+            "/console/api/users/{email}",
             "/admin/keys",
+            "/admin/users",
+            "/admin/users/{email}",
             "/admin/usage",
             "/admin/logs",
         ] {

@@ -63,13 +63,14 @@ fn when(ms: u64) -> String {
     )
 }
 
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/console", "Dashboard"),
     ("/console/keys", "API Keys"),
     ("/console/models", "Model Catalog"),
     ("/console/logs", "Request Logs"),
     ("/console/usage", "Usage"),
     ("/console/playground", "Playground"),
+    ("/console/users", "Users"),
 ];
 
 fn head(title: &str) -> String {
@@ -83,7 +84,7 @@ fn head(title: &str) -> String {
     )
 }
 
-/// A signed-in page: navigation, sign-out, the content.
+/// A signed-in page: navigation, who is signed in, sign-out, the content.
 fn layout(ctx: &Ctx<'_>, current: &str, title: &str, body: &str) -> String {
     let mut nav = String::new();
     for (href, label) in NAV {
@@ -98,10 +99,12 @@ fn layout(ctx: &Ctx<'_>, current: &str, title: &str, body: &str) -> String {
         "{}<body><a class=\"skip\" href=\"#main\">Skip to content</a>\
          <header class=\"top\"><span class=\"brand\">Switchyard Console</span>\
          <nav aria-label=\"Main\"><ul>{nav}</ul></nav>\
+         <span class=\"who\" data-testid=\"signed-in-as\">Signed in as {}</span>\
          <form method=\"post\" action=\"/console/logout\" class=\"signout\">{}\
          <button type=\"submit\" class=\"link\">Sign out</button></form></header>\
          <main id=\"main\" tabindex=\"-1\"><h1>{}</h1>{body}</main></body></html>",
         head(title),
+        esc(ctx.who.label()),
         csrf_field(ctx),
         esc(title)
     )
@@ -114,18 +117,42 @@ fn csrf_field(ctx: &Ctx<'_>) -> String {
     )
 }
 
-pub(crate) fn login(enabled: bool, error: Option<&str>) -> String {
-    let err = error.map_or(String::new(), |e| {
+/// What the sign-in page shows again after a refused attempt.
+#[derive(Default)]
+pub(crate) struct LoginState<'a> {
+    pub error: Option<&'a str>,
+    /// The email typed, kept in its field.
+    pub email: &'a str,
+    /// Open the admin-token form (its attempt failed).
+    pub token_open: bool,
+}
+
+/// Email and password first; the admin token folded away below.
+pub(crate) fn login(enabled: bool, state: &LoginState<'_>) -> String {
+    let err = state.error.map_or(String::new(), |e| {
         format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))
     });
     let form = if enabled {
-        "<form method=\"post\" action=\"/console/login\" class=\"card narrow\">\
-         <label for=\"token\">Admin token</label>\
-         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-         <button type=\"submit\">Sign in</button></form>"
+        format!(
+            "<form method=\"post\" action=\"/console/login\" class=\"card narrow\">\
+             <label for=\"email\">Email</label>\
+             <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" value=\"{}\" required{}>\
+             <label for=\"password\">Password</label>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\">Sign in</button></form>\
+             <details class=\"card narrow\"{}><summary>Sign in with the admin token</summary>\
+             <form method=\"post\" action=\"/console/login\">\
+             <label for=\"token\">Admin token</label>\
+             <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required>\
+             <button type=\"submit\">Sign in with the token</button></form></details>",
+            esc(state.email),
+            if state.token_open { "" } else { " autofocus" },
+            if state.token_open { " open" } else { "" },
+        )
     } else {
         "<p class=\"card narrow\">The Console is disabled: start the processor with \
          <code>SWITCHYARD_ADMIN_TOKEN</code> set, then sign in with that token.</p>"
+            .to_string()
     };
     format!(
         "{}<body><main id=\"main\" class=\"login\"><h1>Sign in to Switchyard Console</h1>{err}{form}</main></body></html>",
@@ -179,6 +206,10 @@ pub(crate) async fn get(ctx: &Ctx<'_>, path: &str) -> Response<Full<Bytes>> {
         "/console/logs" => logs_page(ctx).await,
         "/console/usage" => usage_page(ctx).await,
         "/console/playground" => html(200, playground_page(ctx, None, None)),
+        "/console/users" => users_page(ctx, None).await,
+        p if p.starts_with("/console/users/") && p.ends_with("/delete") => {
+            user_delete_confirm(ctx, &user_in_path(p)).await
+        }
         p if p.starts_with("/console/models/") => {
             model_page(ctx, &super::url_decode(&p["/console/models/".len()..]))
         }
@@ -261,6 +292,26 @@ pub(crate) async fn post(
                 Ok(true) => super::redirect(&format!("/console/keys/{}", url_encode(&k.id)), None),
                 Ok(false) => html(404, message(ctx, "Not found", "No such key in the store.")),
                 Err(e) => store_error(ctx, &e),
+            }
+        }
+        (&Method::POST, "/console/users") => {
+            let field = |f: &str| form.get(f).map(String::as_str).unwrap_or("");
+            match crate::users::create(&ctx.shared.store, field("email"), field("password")).await {
+                Ok(u) => super::redirect(
+                    &format!("/console/users?added={}", url_encode(&u.email)),
+                    None,
+                ),
+                Err(e) => users_page(ctx, Some((&e, field("email")))).await,
+            }
+        }
+        (&Method::POST, p) if p.starts_with("/console/users/") && p.ends_with("/delete") => {
+            let email = user_in_path(p);
+            match crate::users::delete(&ctx.shared.store, &email).await {
+                Ok(email) => super::redirect(
+                    &format!("/console/users?deleted={}", url_encode(&email)),
+                    None,
+                ),
+                Err(e) => html(e.status().0, message(ctx, "Not deleted", &e.to_string())),
             }
         }
         (&Method::POST, "/console/playground") => {
@@ -693,6 +744,102 @@ async fn revoke_confirm(ctx: &Ctx<'_>, id: &str) -> Response<Full<Bytes>> {
         csrf_field(ctx)
     );
     html(200, layout(ctx, "/console/keys", "Revoke API key", &body))
+}
+
+/// The email in `/console/users/{email}/delete`.
+fn user_in_path(p: &str) -> String {
+    super::path_decode(&p["/console/users/".len()..p.len() - "/delete".len()])
+}
+
+/// The users and the add form; `failed` is a refused add and the email typed.
+async fn users_page(
+    ctx: &Ctx<'_>,
+    failed: Option<(&crate::users::UserError, &str)>,
+) -> Response<Full<Bytes>> {
+    let users = match ctx.shared.store.list_users().await {
+        Ok(u) => u,
+        Err(e) => return store_error(ctx, &e),
+    };
+    let mut body = String::new();
+    for (param, what) in [("added", "added"), ("deleted", "deleted")] {
+        if let Some(email) = ctx.query.get(param) {
+            let _ = write!(
+                body,
+                "<p class=\"notice\" role=\"status\">User {} {what}.</p>",
+                esc(email)
+            );
+        }
+    }
+    let mut rows = String::new();
+    for u in &users {
+        let you = if ctx.who.label() == u.email {
+            " <span class=\"small\">(you)</span>"
+        } else {
+            ""
+        };
+        let _ = write!(
+            rows,
+            "<tr><td>{}{you}</td><td>{}</td>\
+             <td><a href=\"/console/users/{}/delete\" class=\"danger\" aria-label=\"Delete {}\">Delete</a></td></tr>",
+            esc(&u.email),
+            when(u.created_ms),
+            url_encode(&u.email),
+            esc(&u.email),
+        );
+    }
+    if rows.is_empty() {
+        rows = "<tr><td colspan=\"3\">No users yet: until one is added, sign in with the admin token.</td></tr>".into();
+    }
+    let err = failed.map_or(String::new(), |(e, _)| {
+        format!(
+            "<p class=\"error\" role=\"alert\" id=\"add-error\">{}</p>",
+            esc(&e.to_string())
+        )
+    });
+    let _ = write!(
+        body,
+        "<table><caption>Console users (sign-in by email and password)</caption>\
+         <thead><tr><th scope=\"col\">Email</th><th scope=\"col\">Created</th>\
+         <th scope=\"col\">Actions</th></tr></thead><tbody>{rows}</tbody></table>\
+         <section id=\"add\" class=\"card narrow\" aria-labelledby=\"add-h\"><h2 id=\"add-h\">Add user</h2>{err}\
+         <form method=\"post\" action=\"/console/users\">{}\
+         <label for=\"user-email\">Email</label>\
+         <input id=\"user-email\" name=\"email\" type=\"email\" required maxlength=\"{}\" autocomplete=\"off\" value=\"{}\">\
+         <label for=\"user-password\">Password</label>\
+         <input id=\"user-password\" name=\"password\" type=\"password\" required minlength=\"{}\" maxlength=\"{}\" \
+         autocomplete=\"new-password\" aria-describedby=\"pw-hint\">\
+         <p class=\"small\" id=\"pw-hint\">{} to {} characters; stored only as an argon2id hash.</p>\
+         <button type=\"submit\">Add user</button></form></section>",
+        csrf_field(ctx),
+        crate::users::MAX_EMAIL_LEN,
+        esc(failed.map_or("", |(_, email)| email)),
+        crate::users::PASSWORD_CHARS.start(),
+        crate::users::PASSWORD_CHARS.end(),
+        crate::users::PASSWORD_CHARS.start(),
+        crate::users::PASSWORD_CHARS.end(),
+    );
+    let status = failed.map_or(200, |(e, _)| e.status().0);
+    html(status, layout(ctx, "/console/users", "Users", &body))
+}
+
+async fn user_delete_confirm(ctx: &Ctx<'_>, email: &str) -> Response<Full<Bytes>> {
+    let user = match ctx.shared.store.user_credential(email).await {
+        Ok(Some(c)) => c.user,
+        Ok(None) => return html(404, message(ctx, "Not found", "No such user.")),
+        Err(e) => return store_error(ctx, &e),
+    };
+    let body = format!(
+        "<div class=\"card narrow\" role=\"alertdialog\" aria-labelledby=\"du-h\" aria-describedby=\"du-d\">\
+         <h2 id=\"du-h\">Delete “{}”?</h2>\
+         <p id=\"du-d\">They can no longer sign in, and their Console sessions end at once.</p>\
+         <form method=\"post\" action=\"/console/users/{}/delete\">{}\
+         <button type=\"submit\" class=\"danger\" autofocus>Delete user</button> \
+         <a href=\"/console/users\">Cancel</a></form></div>",
+        esc(&user.email),
+        url_encode(&user.email),
+        csrf_field(ctx)
+    );
+    html(200, layout(ctx, "/console/users", "Delete user", &body))
 }
 
 fn models_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
@@ -1476,9 +1623,25 @@ mod tests {
     }
 
     #[test]
-    fn login_page_has_a_labelled_token_field() {
-        let p = login(true, Some("<bad>"));
-        assert!(p.contains("<label for=\"token\">") && p.contains("&lt;bad&gt;"));
-        assert!(!login(false, None).contains("<form"));
+    fn login_page_has_labelled_email_password_and_token_fields() {
+        let state = LoginState {
+            error: Some("<bad>"),
+            email: "a\"@b",
+            token_open: false,
+        };
+        let p = login(true, &state);
+        for label in ["email", "password", "token"] {
+            assert!(p.contains(&format!("<label for=\"{label}\">")), "{label}");
+        }
+        assert!(p.contains("&lt;bad&gt;") && p.contains("value=\"a&quot;@b\""));
+        // The email form comes first; the token form is folded away unless its attempt failed.
+        assert!(p.find("id=\"email\"") < p.find("id=\"token\""));
+        assert!(p.contains("<details class=\"card narrow\"><summary>"));
+        let token_failed = LoginState {
+            token_open: true,
+            ..LoginState::default()
+        };
+        assert!(login(true, &token_failed).contains("<details class=\"card narrow\" open>"));
+        assert!(!login(false, &LoginState::default()).contains("<form"));
     }
 }

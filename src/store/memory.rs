@@ -33,6 +33,8 @@ struct Mem {
     logs: VecDeque<((u64, u64), Vec<u8>)>,
     last_log_id: (u64, u64),
     true_ups: u64,
+    /// Console users: email → (PHC hash, created_ms).
+    users: BTreeMap<String, (String, u64)>,
 }
 
 struct MemKey {
@@ -290,6 +292,45 @@ impl MemoryStore {
     pub(super) async fn revoke(&self, hex: &str) -> Result<bool, StoreError> {
         let mut m = self.lock()?;
         Ok(m.keys.get_mut(hex).map(|k| k.revoked = true).is_some())
+    }
+
+    pub(super) async fn create_user(&self, user: &User, hash: &str) -> Result<bool, StoreError> {
+        let mut m = self.lock()?;
+        if m.users.contains_key(&user.email) {
+            return Ok(false);
+        }
+        m.users
+            .insert(user.email.clone(), (hash.to_string(), user.created_ms));
+        Ok(true)
+    }
+
+    pub(super) async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let m = self.lock()?;
+        Ok(m.users
+            .iter()
+            .map(|(email, (_, created_ms))| User {
+                email: email.clone(),
+                created_ms: *created_ms,
+            })
+            .collect())
+    }
+
+    pub(super) async fn delete_user(&self, email: &str) -> Result<bool, StoreError> {
+        Ok(self.lock()?.users.remove(email).is_some())
+    }
+
+    pub(super) async fn user_credential(
+        &self,
+        email: &str,
+    ) -> Result<Option<UserCredential>, StoreError> {
+        let m = self.lock()?;
+        Ok(m.users.get(email).map(|(hash, created_ms)| UserCredential {
+            user: User {
+                email: email.to_string(),
+                created_ms: *created_ms,
+            },
+            hash: hash.clone(),
+        }))
     }
 
     pub(super) async fn reserve(

@@ -74,6 +74,9 @@ pub enum StoreError {
     Backend { op: &'static str, msg: String },
     #[error("invalid store data: {0}")]
     Invalid(String),
+    /// The record exists already (a Console user's email).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 // === Options ===
@@ -262,6 +265,37 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     }
     let diff = a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y));
     std::hint::black_box(diff) == 0
+}
+
+// === Console users ===
+
+/// A Console user as listed; never the password hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Lower-cased: the user's key.
+    pub email: String,
+    pub created_ms: u64,
+}
+
+/// What sign-in verifies: the user and their argon2id PHC string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserCredential {
+    pub user: User,
+    pub hash: String,
+}
+
+impl std::fmt::Debug for UserCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCredential")
+            .field("user", &self.user)
+            .field("hash", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Emails are case-insensitive: one user per lower-cased address.
+fn user_id(email: &str) -> String {
+    email.trim().to_lowercase()
 }
 
 // === Ledger ===
@@ -833,6 +867,41 @@ impl Store {
             return Ok(false);
         };
         dispatch!(self.revoke(hex))
+    }
+
+    /// Store a new Console user with its password hash (a PHC string, hashed by the caller);
+    /// `Conflict` when the email is taken.
+    pub async fn create_user(&self, email: &str, hash: &str) -> Result<User, StoreError> {
+        let user = User {
+            email: user_id(email),
+            created_ms: now_ms(),
+        };
+        if dispatch!(self.create_user(&user, hash))? {
+            Ok(user)
+        } else {
+            Err(StoreError::Conflict(format!(
+                "a user with email {} already exists",
+                user.email
+            )))
+        }
+    }
+
+    /// Every Console user, by email; never their hashes.
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let mut users = dispatch!(self.list_users())?;
+        users.sort_by(|a, b| a.email.cmp(&b.email));
+        Ok(users)
+    }
+
+    /// Remove a user; false when there was none.
+    pub async fn delete_user(&self, email: &str) -> Result<bool, StoreError> {
+        dispatch!(self.delete_user(&user_id(email)))
+    }
+
+    /// The user and their hash, for verifying a password (and checking a session's user still
+    /// exists). Nothing cached: a deletion applies at once on every replica.
+    pub async fn user_credential(&self, email: &str) -> Result<Option<UserCredential>, StoreError> {
+        dispatch!(self.user_credential(&user_id(email)))
     }
 
     /// Admit (and hold the estimate) or deny, atomically across replicas: one script, one

@@ -8,6 +8,8 @@
 //!   `p sm:<key id>:<yyyymm>` spend; `p done:<reservation id>` true-up markers
 //! - `p u:<key|model|provider>:<hour>` usage hash: `<name>|r|i|o|c|e`
 //! - `p logs` the request-log stream, one field `r` holding the JSON record
+//! - `p user:<lower-cased email>` hash: hash (argon2id PHC string), created_ms; `p users` set
+//!   of emails
 //!
 //! Not for Redis Cluster: the scripts touch keys of several hash slots.
 
@@ -33,7 +35,8 @@ struct Inner {
     opts: StoreOptions,
     reserve: Script,
     true_up: Script,
-    create_key: Script,
+    /// `create_key.lua`: a record (key or user) plus its id in a set, unless the id is taken.
+    create_record: Script,
     update_key: Script,
     revoke: Script,
 }
@@ -210,7 +213,7 @@ impl RedisStore {
                 opts,
                 reserve: Script::new(include_str!("lua/reserve.lua")),
                 true_up: Script::new(include_str!("lua/true_up.lua")),
-                create_key: Script::new(include_str!("lua/create_key.lua")),
+                create_record: Script::new(include_str!("lua/create_key.lua")),
                 update_key: Script::new(include_str!("lua/update_key.lua")),
                 revoke: Script::new(include_str!("lua/revoke.lua")),
             }),
@@ -256,7 +259,7 @@ impl RedisStore {
         // 48-bit random ids: a collision is rare, and the script refuses to overwrite one.
         for _ in 0..5 {
             let (hex, key) = mint_key();
-            let mut inv = self.inner.create_key.key(self.k(&format!("key:{hex}")));
+            let mut inv = self.inner.create_record.key(self.k(&format!("key:{hex}")));
             inv.key(self.k("keys")).arg(&hex);
             inv.arg("hash").arg(stored_hash(&key));
             for (f, v) in &fields {
@@ -388,6 +391,95 @@ impl RedisStore {
         let inv = self.inner.revoke.key(self.k(&format!("key:{hex}")));
         let n: i64 = timed("revoke", self.admin(), inv.invoke_async(&mut conn)).await?;
         Ok(n == 1)
+    }
+
+    pub(super) async fn create_user(&self, user: &User, hash: &str) -> Result<bool, StoreError> {
+        let mut inv = self
+            .inner
+            .create_record
+            .key(self.k(&format!("user:{}", user.email)));
+        inv.key(self.k("users"))
+            .arg(&user.email)
+            .arg("hash")
+            .arg(hash)
+            .arg("created_ms")
+            .arg(user.created_ms);
+        let mut conn = self.conn();
+        let created: i64 = timed("create_user", self.admin(), inv.invoke_async(&mut conn)).await?;
+        Ok(created == 1)
+    }
+
+    pub(super) async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let mut conn = self.conn();
+        let emails: Vec<String> = timed(
+            "list_users",
+            self.admin(),
+            cmd("SMEMBERS").arg(self.k("users")).query_async(&mut conn),
+        )
+        .await?;
+        if emails.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = pipe();
+        for email in &emails {
+            p.cmd("HGET")
+                .arg(self.k(&format!("user:{email}")))
+                .arg("created_ms");
+        }
+        let created: Vec<Option<u64>> =
+            timed("list_users", self.admin(), p.query_async(&mut conn)).await?;
+        Ok(emails
+            .into_iter()
+            .zip(created)
+            .filter_map(|(email, c)| {
+                Some(User {
+                    email,
+                    created_ms: c?,
+                })
+            })
+            .collect())
+    }
+
+    pub(super) async fn delete_user(&self, email: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let (deleted, _): (i64, i64) = timed(
+            "delete_user",
+            self.admin(),
+            pipe()
+                .atomic()
+                .cmd("DEL")
+                .arg(self.k(&format!("user:{email}")))
+                .cmd("SREM")
+                .arg(self.k("users"))
+                .arg(email)
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(deleted == 1)
+    }
+
+    pub(super) async fn user_credential(
+        &self,
+        email: &str,
+    ) -> Result<Option<UserCredential>, StoreError> {
+        let mut conn = self.conn();
+        let (hash, created): (Option<String>, Option<u64>) = timed(
+            "user_credential",
+            self.admin(),
+            cmd("HMGET")
+                .arg(self.k(&format!("user:{email}")))
+                .arg("hash")
+                .arg("created_ms")
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(hash.zip(created).map(|(hash, created_ms)| UserCredential {
+            user: User {
+                email: email.to_string(),
+                created_ms,
+            },
+            hash,
+        }))
     }
 
     pub(super) async fn reserve(

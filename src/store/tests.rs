@@ -319,6 +319,98 @@ async fn revoke_is_visible_to_another_replica_at_once() {
     .await;
 }
 
+// === Console users ===
+
+#[tokio::test]
+async fn users_create_list_credential_delete() {
+    both(|s| async move {
+        let ada = s
+            .create_user("Ada@Example.com", "$argon2id$v=19$ada-hash")
+            .await
+            .expect("create");
+        assert_eq!(
+            ada.email, "ada@example.com",
+            "keyed by the lower-cased email"
+        );
+        // Taken in any case: a conflict naming the email, and the first hash is kept.
+        let dup = s.create_user("ADA@example.com", "other-hash").await;
+        assert!(
+            matches!(&dup, Err(StoreError::Conflict(m)) if m.contains("ada@example.com")),
+            "{dup:?}"
+        );
+        let bob = s
+            .create_user("bob@example.com", "bob-hash")
+            .await
+            .expect("create");
+
+        let list = s.list_users().await.expect("list");
+        assert_eq!(list, vec![ada.clone(), bob.clone()]);
+        let c = s
+            .user_credential("ada@EXAMPLE.com")
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            (&c.user, c.hash.as_str()),
+            (&ada, "$argon2id$v=19$ada-hash")
+        );
+        assert!(
+            !format!("{c:?}").contains("ada-hash"),
+            "Debug hides the hash"
+        );
+        assert_eq!(
+            s.user_credential("nobody@example.com").await.expect("get"),
+            None
+        );
+        assert!(
+            s.list_keys().await.expect("keys").is_empty(),
+            "users are not keys"
+        );
+
+        assert!(s.delete_user("ADA@example.com").await.expect("delete"));
+        assert!(!s.delete_user("ada@example.com").await.expect("delete"));
+        assert_eq!(
+            s.user_credential("ada@example.com").await.expect("get"),
+            None
+        );
+        assert_eq!(s.list_users().await.expect("list"), vec![bob]);
+        // The email is free again.
+        let again = s
+            .create_user("ada@example.com", "new-hash")
+            .await
+            .expect("re-create");
+        let c = s.user_credential("ada@example.com").await.expect("get");
+        assert_eq!(c.map(|c| c.hash), Some("new-hash".to_string()));
+        assert_eq!(again.email, "ada@example.com");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn users_are_shared_by_replicas() {
+    two_clients(|a, b| async move {
+        a.create_user("eve@example.com", "h").await.expect("create");
+        assert!(matches!(
+            b.create_user("eve@example.com", "h2").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(
+            b.user_credential("eve@example.com")
+                .await
+                .expect("get")
+                .is_some()
+        );
+        assert!(b.delete_user("eve@example.com").await.expect("delete"));
+        assert!(
+            a.user_credential("eve@example.com")
+                .await
+                .expect("get")
+                .is_none()
+        );
+    })
+    .await;
+}
+
 // === Ledger ===
 
 #[tokio::test]

@@ -5,6 +5,7 @@ through a real gateway (Envoy + processor + fake providers)."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -502,3 +503,181 @@ def test_log_search_is_bounded_and_says_how_far_it_looked(gw):
         assert (len(r["records"]), r["scanned"], r["complete"]) == (5, 5, True)
     finally:
         redis_pipeline(gw.redis_url, [["XDEL", "sy:logs", *ids[k:k + 1000]] for k in range(0, len(ids), 1000)])
+
+
+
+
+# === Console users: email + password ===
+
+PASSWORD = "correct horse battery"
+
+
+def admin_api(gw, method: str, path: str, **kw) -> requests.Response:
+    return requests.request(method, gw.console + path, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10, **kw)
+
+
+def unique_email(tag: str) -> str:
+    return f"{tag}-{time.time_ns()}@Example.com"
+
+
+def sign_in_with_password(gw, email: str, password: str) -> tuple[requests.Session, requests.Response]:
+    s = requests.Session()
+    return s, s.post(gw.console + "/console/login", data={"email": email, "password": password}, allow_redirects=False)
+
+
+def alert(page: str) -> str:
+    return re.search(r'role="alert"[^>]*>([^<]*)<', page).group(1)
+
+
+def test_user_from_the_admin_api_signs_in_and_is_ended_by_deletion(gw):
+    email = unique_email("ada")
+    r = admin_api(gw, "POST", "/admin/users", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    assert r.json()["email"] == email.lower() and r.json()["created"].endswith("Z") and set(r.json()) == {"email", "created"}
+    # The email is the key, in any case: a duplicate is a conflict in the SPEC error shape.
+    r = admin_api(gw, "POST", "/admin/users", json={"email": email.upper(), "password": "another password"})
+    assert r.status_code == 409 and email.lower() in r.json()["error"]["message"]
+    assert set(r.json()["error"]) == {"message", "type", "code", "param"}
+
+    s, r = sign_in_with_password(gw, email.upper(), PASSWORD)
+    assert r.status_code == 303 and r.headers["location"] == "/console", r.text
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = s.get(gw.console + "/console/keys")
+    assert page.status_code == 200 and f"Signed in as {email.lower()}" in page.text
+    assert s.get(gw.console + "/console/api/session").json()["user"] == email.lower()
+
+    # A wrong password and an unknown email: the same 401 and message, no session.
+    wrong = sign_in_with_password(gw, email, PASSWORD + "!")[1]
+    unknown = sign_in_with_password(gw, unique_email("nobody"), PASSWORD)[1]
+    for r in (wrong, unknown):
+        assert r.status_code == 401 and "set-cookie" not in r.headers
+    assert alert(wrong.text) == alert(unknown.text) == "Invalid email or password."
+
+    # Deleted: no new sign-in, and the live session is over.
+    r = admin_api(gw, "DELETE", "/admin/users/" + requests.utils.quote(email, safe=""))
+    assert r.status_code == 200 and r.json() == {"email": email.lower(), "deleted": True}
+    assert sign_in_with_password(gw, email, PASSWORD)[1].status_code == 401
+    assert s.get(gw.console + "/console/api/keys").status_code == 401
+    assert s.get(gw.console + "/console", allow_redirects=False).headers["location"] == "/console/login"
+    assert admin_api(gw, "DELETE", "/admin/users/" + requests.utils.quote(email, safe="")).status_code == 404
+    # Re-created with the same email: the old session stays ended.
+    assert admin_api(gw, "POST", "/admin/users", json={"email": email, "password": PASSWORD}).status_code == 201
+    assert s.get(gw.console + "/console/api/keys").status_code == 401
+
+
+def test_user_input_is_validated_and_the_admin_api_needs_the_token(gw):
+    for body, field in [({"email": "not-an-email", "password": PASSWORD}, "email"),
+                        ({"email": "a@b@c", "password": PASSWORD}, "email"),
+                        ({"email": "a" * 250 + "@x.io", "password": PASSWORD}, "email"),
+                        ({"email": unique_email("short"), "password": "1234567"}, "password"),
+                        ({"email": unique_email("long"), "password": "x" * 1025}, "password"),
+                        ({"password": PASSWORD}, "email"), ({"email": unique_email("none")}, "password")]:
+        r = admin_api(gw, "POST", "/admin/users", json=body)
+        assert r.status_code == 400, body
+        err = r.json()["error"]
+        assert err["type"] == "invalid_request_error" and err["message"].startswith(field), err
+    assert admin_api(gw, "POST", "/admin/users", data="{nope").status_code == 400
+    assert requests.post(gw.console + "/admin/users", json={"email": unique_email("x"), "password": PASSWORD}).status_code == 401
+    assert requests.get(gw.console + "/admin/users").status_code == 401
+
+
+def test_password_hashes_never_leave_the_store(gw):
+    email = unique_email("hidden")
+    assert admin_api(gw, "POST", "/admin/users", json={"email": email, "password": PASSWORD}).status_code == 201
+    s, csrf = signed_in(gw)
+    outputs = [admin_api(gw, "GET", "/admin/users").text, s.get(gw.console + "/console/api/users").text,
+               s.get(gw.console + "/console/users").text]
+    assert all(email.lower() in o for o in outputs)
+    listed = admin_api(gw, "GET", "/admin/users").json()["users"]
+    assert all(set(u) == {"email", "created"} for u in listed)
+    for o in outputs + [gw.logs()]:
+        assert "$argon2" not in o and PASSWORD not in o
+
+
+def test_users_page_and_api_add_and_delete_with_csrf(gw):
+    s, csrf = signed_in(gw)
+    assert "Signed in as admin token" in s.get(gw.console + "/console").text
+    email = unique_email("form").lower()
+    # Forms: CSRF required; errors shown next to the form; the password is never echoed back.
+    assert s.post(gw.console + "/console/users", data={"email": email, "password": PASSWORD}).status_code == 403
+    r = s.post(gw.console + "/console/users", data={"csrf": csrf, "email": email, "password": "short"})
+    assert r.status_code == 400 and "password:" in alert(r.text) and email in r.text and "short" not in r.text.split("</header>")[1]
+    r = s.post(gw.console + "/console/users", data={"csrf": csrf, "email": email, "password": PASSWORD}, allow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/users?added=")
+    page = s.get(gw.console + r.headers["location"])
+    assert page.status_code == 200 and f"User {email} added." in page.text and f"/console/users/{requests.utils.quote(email, safe='')}/delete" in page.text
+    r = s.post(gw.console + "/console/users", data={"csrf": csrf, "email": email, "password": PASSWORD})
+    assert r.status_code == 409 and "already exists" in r.text
+    confirm = s.get(gw.console + f"/console/users/{requests.utils.quote(email, safe='')}/delete")
+    assert confirm.status_code == 200 and "Delete user" in confirm.text and 'role="alertdialog"' in confirm.text
+    assert s.post(gw.console + f"/console/users/{email}/delete", data={}).status_code == 403
+    r = s.post(gw.console + f"/console/users/{email}/delete", data={"csrf": csrf}, allow_redirects=False)
+    assert r.status_code == 303 and email not in s.get(gw.console + "/console/api/users").text
+    assert s.get(gw.console + f"/console/users/{email}/delete").status_code == 404
+
+    # JSON API: same rules and answers as the admin API.
+    api = gw.console + "/console/api/users"
+    plus = unique_email("a+tag").lower()
+    assert s.post(api, json={"email": plus, "password": PASSWORD}).status_code == 403
+    r = s.post(api, json={"email": plus, "password": PASSWORD}, headers={"x-csrf-token": csrf})
+    assert r.status_code == 201 and r.json()["email"] == plus
+    assert s.post(api, json={"email": plus, "password": PASSWORD}, headers={"x-csrf-token": csrf}).status_code == 409
+    assert s.post(api, json={"email": "x", "password": PASSWORD}, headers={"x-csrf-token": csrf}).status_code == 400
+    assert any(u["email"] == plus for u in s.get(api).json()["users"])
+    assert s.delete(f"{api}/{plus}").status_code == 403
+    r = s.delete(f"{api}/{plus}", headers={"x-csrf-token": csrf})  # a literal '+' in the path
+    assert r.status_code == 200 and r.json() == {"email": plus, "deleted": True}
+    assert s.delete(f"{api}/{plus}", headers={"x-csrf-token": csrf}).status_code == 404
+
+
+def test_users_from_the_cli(gw):
+    import os
+    import subprocess
+    from conftest import BIN
+    env = dict(os.environ, SWITCHYARD_ADMIN_TOKEN=ADMIN_TOKEN, SWITCHYARD_ADMIN=gw.admin)
+    cli = lambda *args, stdin="": subprocess.run([str(BIN), "users", *args], input=stdin, capture_output=True, text=True, env=env, timeout=30)
+    email = unique_email("cli").lower()
+    r = cli("create", email, stdin="")
+    assert r.returncode != 0 and "no password" in r.stderr
+    r = cli("create", email, stdin=PASSWORD + "\nsecond line ignored\n")
+    assert r.returncode == 0 and f"created {email}" in r.stdout, r.stderr
+    assert PASSWORD not in r.stdout + r.stderr
+    r = cli("create", email, stdin=PASSWORD + "\n")
+    assert r.returncode != 0 and "409" in r.stderr and "already exists" in r.stderr
+    r = cli("create", unique_email("cli-short"), stdin="short\n")
+    assert r.returncode != 0 and "400" in r.stderr and "password" in r.stderr
+    r = cli("list")
+    assert r.returncode == 0 and email in r.stdout and "$argon2" not in r.stdout
+    s, r = sign_in_with_password(gw, email, PASSWORD)
+    assert r.status_code == 303
+    assert s.get(gw.console + "/console/api/keys").status_code == 200
+    r = cli("delete", email)
+    assert r.returncode != 0 and "--yes" in r.stderr
+    r = cli("delete", email, "--yes")
+    assert r.returncode == 0 and f"deleted {email}" in r.stdout, r.stderr
+    assert sign_in_with_password(gw, email, PASSWORD)[1].status_code == 401
+    assert s.get(gw.console + "/console/api/keys").status_code == 401
+
+
+def test_a_user_signs_in_on_every_gateway_sharing_redis(providers, redis_url):
+    config = lambda records: base_config(providers, records) + f"\nstore: {{ redis_url: \"{redis_url}\" }}\n"
+    a = Gateway(providers, config_text=config, env={"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN})
+    try:
+        b = Gateway(providers, config_text=config, env={"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN})
+        try:
+            a.console, b.console = f"http://{a.admin}", f"http://{b.admin}"
+            email = unique_email("shared").lower()
+            assert admin_api(a, "POST", "/admin/users", json={"email": email, "password": PASSWORD}).status_code == 201
+            assert admin_api(b, "POST", "/admin/users", json={"email": email, "password": PASSWORD}).status_code == 409
+            s, r = sign_in_with_password(b, email, PASSWORD)
+            assert r.status_code == 303
+            assert s.get(b.console + "/console/api/session").json()["user"] == email
+            # Deleted on one gateway: the session on the other one ends too.
+            assert admin_api(a, "DELETE", f"/admin/users/{email}").status_code == 200
+            assert s.get(b.console + "/console/api/keys").status_code == 401
+            assert sign_in_with_password(b, email, PASSWORD)[1].status_code == 401
+        finally:
+            b.stop()
+    finally:
+        a.stop()

@@ -1,5 +1,5 @@
--- Create a key record unless the id is taken. KEYS: 1 key hash, 2 set of ids.
--- ARGV: 1 id, then field/value pairs. Returns 1 when created, 0 when the id exists.
+-- Create a record (a key or a Console user) unless its id is taken. KEYS: 1 the record's hash,
+-- 2 the set of ids. ARGV: 1 id, then field/value pairs. Returns 1 when created, 0 when it exists.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end

@@ -1,13 +1,14 @@
-// Seed 000 in real headless Chromium: sign in, create an API key (shown once, copied), attach a
-// fallback routing configuration and a rate limit to it, look the model up in the catalog, send
-// requests through the proxy endpoint shown on the Dashboard (one falls back), try the
-// Playground, then find both in Request Logs with their resolved model and cost.
-// Usage: CONSOLE_URL=http://127.0.0.1:8081 ADMIN_TOKEN=... node walk.mjs [screenshot-dir]
+// Seed 000 in real headless Chromium: sign in with email and password, create an API key (shown
+// once, copied), attach a fallback routing configuration and a rate limit to it, look the model
+// up in the catalog, send requests through the proxy endpoint shown on the Dashboard (one falls
+// back), try the Playground, then find both in Request Logs with their resolved model and cost.
+// Usage: CONSOLE_URL=http://127.0.0.1:8081 CONSOLE_EMAIL=... CONSOLE_PASSWORD=... node walk.mjs [screenshot-dir]
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 
 const base = process.env.CONSOLE_URL;
-const token = process.env.ADMIN_TOKEN;
+const email = process.env.CONSOLE_EMAIL;
+const password = process.env.CONSOLE_PASSWORD;
 const shots = process.argv[2];
 const keyName = `checkout-service-prod-${Date.now()}`;
 
@@ -26,9 +27,11 @@ try {
   step("sign in");
   await page.goto(`${base}/console`);
   assert.match(page.url(), /\/console\/login$/);
-  await page.getByLabel("Admin token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+  await page.getByText(`Signed in as ${email}`).waitFor();
   const proxy = await page.getByRole("textbox", { name: "Proxy endpoint" }).inputValue();
   assert.match(proxy, /^http:\/\/127\.0\.0\.1:\d+\/v1$/);
   await shot("1-dashboard");
