@@ -13,8 +13,19 @@ pub async fn call(
     path: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<Value> {
-    let addr = admin.trim_start_matches("http://").trim_end_matches('/');
     let token = std::env::var(crate::admin::ADMIN_TOKEN_ENV).unwrap_or_default();
+    call_as(admin, &token, method, path, body).await
+}
+
+/// `call` with the admin token given (`switchyard up` holds the one it minted).
+pub async fn call_as(
+    admin: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
+    let addr = admin.trim_start_matches("http://").trim_end_matches('/');
     let payload = body.map(Value::to_string).unwrap_or_default();
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await

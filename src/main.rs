@@ -565,12 +565,34 @@ async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     up::wait_ready(&envoy_admin, &mut child, &log_path).await?;
     let host = proxy.replace("0.0.0.0", "127.0.0.1");
     switchyard::console::set_proxy_endpoint(format!("http://{host}/v1"));
+    // A Console user to sign in with (seed 000 signs in by email and password); shown once, like
+    // the demo key. Kept if the store already has it (a shared Redis across restarts).
+    let demo_email = "demo@switchyard.local";
+    let demo_password = {
+        let mut b = [0u8; 12];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+        hex::encode(b)
+    };
+    let body = serde_json::json!({ "email": demo_email, "password": demo_password });
+    let demo_user = match switchyard::admin_client::call_as(
+        &addrs.admin,
+        &admin_token,
+        "POST",
+        "/admin/users",
+        Some(&body),
+    )
+    .await
+    {
+        Ok(_) => format!("{demo_email} / {demo_password}"),
+        Err(e) => format!("not created ({e})"),
+    };
     println!("Switchyard is up.");
     println!("  Proxy endpoint:  http://{host}/v1");
     println!("  Demo key:        {demo_key}");
     println!("  Console:         http://{}/console", addrs.admin);
+    println!("  Console user:    {demo_user}   (email / password)");
     println!(
-        "  Admin token:     {admin_token}   (Console sign-in; SWITCHYARD_ADMIN_TOKEN for the CLI)"
+        "  Admin token:     {admin_token}   (Console sign-in too; SWITCHYARD_ADMIN_TOKEN for the CLI)"
     );
     println!("  Envoy log:       {}", log_path.display());
     println!(

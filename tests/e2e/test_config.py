@@ -143,6 +143,13 @@ def test_up_prints_endpoint_and_demo_key(gateway):
     r = s.post(f"http://{gateway.admin}/console/login", data={"token": token}, allow_redirects=False)
     assert r.status_code == 303
     assert s.get(f"http://{gateway.admin}/console").status_code == 200
+    # And a demo Console user, for the email + password sign-in of seed 000.
+    line = next(l for l in gateway.banner if l.strip().startswith("Console user:"))
+    email, _, password = line.split(":", 1)[1].split()[:3]
+    s = _rq.Session()
+    r = s.post(f"http://{gateway.admin}/console/login", data={"email": email, "password": password}, allow_redirects=False)
+    assert r.status_code == 303, line
+    assert "Signed in as" in s.get(f"http://{gateway.admin}/console").text
 
 
 def test_keys_create_prints_the_key_once_and_a_matching_hash():
