@@ -357,6 +357,7 @@ def main() -> int:
             pages.append((f"Logs: {label}", "/console/logs" + (f"?{q}" if q else "")))
         for p in ("24h", "7d", "30d"):
             pages.append((f"Usage {p}", f"/console/usage?period={p}"))
+        pages.append(("Usage 30d, over time by key", "/console/usage?period=30d&series=key"))
         pages.append(("Playground", "/console/playground"))
         for p in ("24h", "7d", "30d"):
             pages.append((f"API overview {p}", f"/console/api/overview?period={p}"))
@@ -366,6 +367,7 @@ def main() -> int:
         pages.append(("API log by id (newest)", f"/console/api/logs/{facts['newest_id']}"))
         for p in ("24h", "7d", "30d"):
             pages.append((f"API usage {p}", f"/console/api/usage?period={p}&by=model"))
+        pages.append(("API usage series 30d", "/console/api/usage/series?period=30d&by=key"))
 
         def timed(path: str) -> float:
             t = time.perf_counter()

@@ -29,6 +29,7 @@ try {
   assert.match(page.url(), /\/console\/login$/);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
+  await shot("0-sign-in");
   await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
   await page.getByText(`Signed in as ${email}`).waitFor();
