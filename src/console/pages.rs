@@ -290,7 +290,7 @@ pub(crate) async fn post(
             let yaml = (!draft.is_empty()).then_some(draft.as_str());
             match ctx.shared.store.set_routing(&k.id, yaml).await {
                 Ok(true) => super::redirect(&format!("/console/keys/{}", url_encode(&k.id)), None),
-                Ok(false) => html(404, message(ctx, "Not found", "No such key in the store.")),
+                Ok(false) => html(404, message(ctx, "Not found", "No such live key.")),
                 Err(e) => store_error(ctx, &e),
             }
         }
@@ -703,14 +703,17 @@ async fn key_page_with(
         num(k.output_tokens),
         usd(k.spend_usd),
         esc(&limits_text(&k)),
+        // Only a live store key is configured here.
         if from_config {
             "<p class=\"notice\">This key is defined in the config file (<code>keys:</code>); its \
              routing and limits are changed there, and take effect on reload.</p>"
                 .to_string()
+        } else if k.revoked {
+            String::new()
         } else {
             routing_section(ctx, &k, draft, errors)
         },
-        if from_config {
+        if from_config || k.revoked {
             String::new()
         } else {
             limits_section(ctx, &k, limits_error)

@@ -272,6 +272,7 @@ impl MemoryStore {
         let mut m = self.lock()?;
         Ok(m.keys
             .get_mut(hex)
+            .filter(|k| !k.revoked)
             .map(|k| k.routing_yaml = yaml.map(str::to_string))
             .is_some())
     }
@@ -286,7 +287,11 @@ impl MemoryStore {
 
     pub(super) async fn set_limits(&self, hex: &str, l: &Limits) -> Result<bool, StoreError> {
         let mut m = self.lock()?;
-        Ok(m.keys.get_mut(hex).map(|k| k.limits = *l).is_some())
+        Ok(m.keys
+            .get_mut(hex)
+            .filter(|k| !k.revoked)
+            .map(|k| k.limits = *l)
+            .is_some())
     }
 
     pub(super) async fn revoke(&self, hex: &str) -> Result<bool, StoreError> {

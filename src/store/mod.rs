@@ -852,7 +852,8 @@ impl Store {
         dispatch!(self.set_routing(hex, yaml))
     }
 
-    /// Replace a dynamic key's limits and budgets (0 = off); false when no such key exists.
+    /// Replace a dynamic key's limits and budgets (0 = off); false when no such live key exists
+    /// (a revoked key is final).
     /// Like routing, takes effect on the key's next request on every replica.
     pub async fn set_limits(&self, id: &str, limits: &Limits) -> Result<bool, StoreError> {
         let Some(hex) = id_hex(id) else {

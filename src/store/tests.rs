@@ -290,6 +290,20 @@ async fn limits_and_routing_change_on_the_next_lookup_of_another_replica() {
                 .expect("unknown")
         );
         assert!(!a.set_routing("nonsense", None).await.expect("malformed id"));
+        // A revoked key is final: nothing about it changes any more.
+        assert!(a.revoke(&info.id).await.expect("revoke"));
+        assert!(
+            !b.set_limits(&info.id, &Limits::default())
+                .await
+                .expect("revoked")
+        );
+        assert!(
+            !b.set_routing(&info.id, Some("active: true\n"))
+                .await
+                .expect("revoked")
+        );
+        let row = b.list_keys().await.expect("list").remove(0);
+        assert_eq!((row.limits, row.routing_yaml), (limits, None));
         assert_eq!(
             b.list_keys().await.expect("list").len(),
             1,

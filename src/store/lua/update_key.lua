@@ -1,6 +1,6 @@
--- Update fields of a key record, if the key exists (an empty value removes the field).
--- KEYS: 1 the key hash.  ARGV: field/value pairs.  Returns 1 when the key exists.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- Update fields of a live key record (an empty value removes the field); a revoked key is final.
+-- KEYS: 1 the key hash.  ARGV: field/value pairs.  Returns 1 when the key exists, unrevoked.
+if redis.call('HGET', KEYS[1], 'revoked') ~= '0' then
   return 0
 end
 for i = 1, #ARGV, 2 do
