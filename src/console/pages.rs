@@ -1219,6 +1219,7 @@ async fn usage_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
         "provider" => UsageBy::Provider,
         _ => UsageBy::Model,
     };
+    let series_dim = by;
     let buckets = match data::usage_series(store, by, hours).await {
         Ok(b) => b,
         Err(e) => return store_error(ctx, &e),
@@ -1264,9 +1265,14 @@ async fn usage_page(ctx: &Ctx<'_>) -> Response<Full<Bytes>> {
         (UsageBy::Model, "By model"),
         (UsageBy::Provider, "By provider"),
     ] {
-        let rows = match data::usage(store, by, hours).await {
-            Ok(r) => r,
-            Err(e) => return store_error(ctx, &e),
+        // The over-time dimension's totals come from its buckets: one read less.
+        let rows = if by == series_dim {
+            crate::store::usage_total(&buckets)
+        } else {
+            match data::usage(store, by, hours).await {
+                Ok(r) => r,
+                Err(e) => return store_error(ctx, &e),
+            }
         };
         let mut tr = String::new();
         for r in &rows {

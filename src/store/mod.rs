@@ -549,6 +549,34 @@ pub struct UsageBucket {
     pub rows: Vec<UsageRow>,
 }
 
+/// The buckets' rows summed per name, ordered like `usage` (by cost, then name): the period's
+/// totals without a second read.
+pub fn usage_total(buckets: &[UsageBucket]) -> Vec<UsageRow> {
+    let mut sum: HashMap<&str, UsageRow> = HashMap::new();
+    for r in buckets.iter().flat_map(|b| &b.rows) {
+        let e = sum.entry(r.name.as_str()).or_insert_with(|| UsageRow {
+            name: r.name.clone(),
+            ..UsageRow::default()
+        });
+        e.requests += r.requests;
+        e.input_tokens += r.input_tokens;
+        e.output_tokens += r.output_tokens;
+        e.cost_usd += r.cost_usd;
+        e.errors += r.errors;
+    }
+    let mut rows: Vec<UsageRow> = sum.into_values().collect();
+    sort_usage_rows(&mut rows);
+    rows
+}
+
+fn sort_usage_rows(rows: &mut [UsageRow]) {
+    rows.sort_by(|a, b| {
+        b.cost_usd
+            .total_cmp(&a.cost_usd)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+}
+
 /// Integer counters as stored (cost in nano-USD), summed over hours.
 #[derive(Debug, Clone, Default)]
 struct UsageCounters {
@@ -582,11 +610,7 @@ fn usage_rows(map: HashMap<String, UsageCounters>) -> Vec<UsageRow> {
             errors: c.errors,
         })
         .collect();
-    rows.sort_by(|a, b| {
-        b.cost_usd
-            .total_cmp(&a.cost_usd)
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    sort_usage_rows(&mut rows);
     rows
 }
 

@@ -820,6 +820,17 @@ async fn usage_by_key_model_and_provider() {
                 (3, vec![("claude", 1), ("gpt", 1)]),
             ]
         );
+        // The buckets' total is the period's usage (cost summed as floats: equal to 1e-12).
+        let total = usage_total(&series);
+        let direct = s.usage(UsageBy::Model, BASE, now).await.expect("usage");
+        assert_eq!(total.len(), direct.len());
+        for (t, d) in total.iter().zip(&direct) {
+            assert_eq!(
+                (&t.name, t.requests, t.input_tokens, t.errors),
+                (&d.name, d.requests, d.input_tokens, d.errors)
+            );
+            assert!((t.cost_usd - d.cost_usd).abs() < 1e-12);
+        }
         // Daily buckets are UTC days: BASE is 08:00, so one bucket holds all four hours.
         let days = s
             .usage_series(UsageBy::Provider, BASE, now, 24)
