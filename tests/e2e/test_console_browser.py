@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import Gateway
+from conftest import Gateway, base_config
 
 DRIVER = Path(__file__).parent / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -23,7 +23,9 @@ def test_seed_000_walk_in_headless_chromium(providers, tmp_path):
     # A missing browser is a failure, never a skip: `make test` installs it (make browser-deps).
     assert Path(CHROMIUM).exists() and shutil.which("node") and (DRIVER / "node_modules" / "playwright-core").exists(), \
         "needs Debian chromium, node and playwright-core: run `make browser-deps`"
-    gw = Gateway(providers, env={"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN})
+    # Request and response content kept, so an expanded row shows it (seed 000, step 4).
+    config = lambda records: base_config(providers, records).replace("records: { ", "records: { log_bodies: true, ", 1)
+    gw = Gateway(providers, config_text=config, env={"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN})
     # The walk's first request succeeds on oa; its second finds oa failing once and the key's
     # fallback chain (configured in the walk) moves on to an, which Request Logs must show.
     providers["oa"].script("ok", "status:500")

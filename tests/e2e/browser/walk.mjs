@@ -126,6 +126,9 @@ try {
   assert.equal(await row.locator('[data-field="provider"]').textContent(), "oa");
   assert.match(await row.locator('[data-field="cost"]').textContent(), /^\$0\.0000\d+$/);
   assert.match(await row.locator('[data-field="tokens"]').textContent(), /^[1-9]\d* \/ [1-9]\d*$/);
+  // The full request and response content, as the client sent and received it.
+  assert.match(await row.locator('[data-field="request-body"]').textContent(), /Explain the concept of AI routing in one sentence\./);
+  assert.match(await row.locator('[data-field="response-body"]').textContent(), /"object": "chat\.completion"/);
   const fbrow = page.locator(`details[data-request-id="${fbid}"]`);
   await fbrow.locator("summary").click();
   await fbrow.locator('[data-field="resolved-model"]').waitFor({ state: "visible" });
