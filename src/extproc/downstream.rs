@@ -543,7 +543,11 @@ fn code_details(
     attrs: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Struct>,
 ) -> Option<&str> {
     use envoy_types::pb::google::protobuf::value::Kind;
-    match &attrs.values().find_map(|s| s.fields.get(CODE_DETAILS_ATTR))?.kind {
+    match &attrs
+        .values()
+        .find_map(|s| s.fields.get(CODE_DETAILS_ATTR))?
+        .kind
+    {
         Some(Kind::StringValue(s)) => Some(s),
         _ => None,
     }

@@ -314,7 +314,10 @@ pub fn response_body_reply_with(m: Mutation, body: Option<Vec<u8>>) -> Processin
 
 /// Ask Envoy for this request's response body in `mode` (a response-headers reply only; the
 /// downstream filter allows the override).
-pub fn with_response_body_mode(mut r: ProcessingResponse, mode: BodySendMode) -> ProcessingResponse {
+pub fn with_response_body_mode(
+    mut r: ProcessingResponse,
+    mode: BodySendMode,
+) -> ProcessingResponse {
     r.mode_override = Some(ProcessingMode {
         request_header_mode: HeaderSendMode::Send as i32,
         response_header_mode: HeaderSendMode::Send as i32,
