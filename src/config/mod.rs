@@ -415,7 +415,10 @@ pub struct Snapshot {
 /// it each time cost more than the rest of the request. Kept per snapshot, so a config reload
 /// revalidates everything; a changed YAML is a new entry.
 #[derive(Debug, Default)]
-struct RoutingCache(std::sync::Mutex<HashMap<String, (String, Result<KeyRouting, Vec<ConfigError>>)>>);
+struct RoutingCache(std::sync::Mutex<HashMap<String, (String, RoutingResult)>>);
+
+/// What a routing YAML validated to against one snapshot.
+type RoutingResult = Result<KeyRouting, Vec<ConfigError>>;
 
 /// Bounds the cache; past it, the cache starts over.
 const ROUTING_CACHE_MAX: usize = 4096;
@@ -908,7 +911,12 @@ impl Snapshot {
         key_name: &str,
         yaml: &str,
     ) -> Result<KeyRouting, Vec<ConfigError>> {
-        let cache = || self.routing_cache.0.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = || {
+            self.routing_cache
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
         if let Some((name, routing)) = cache().get(yaml)
             && name == key_name
         {
