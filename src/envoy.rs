@@ -38,6 +38,13 @@ pub fn chain_cluster(snap: &Snapshot, seq: &[usize]) -> String {
     format!("c/{}", ids.join("+"))
 }
 
+/// Cluster for a single-attempt request the downstream exchange translates itself: the
+/// provider alone, without the per-attempt ext_proc filter (one gRPC stream per request
+/// instead of two).
+pub fn direct_cluster(snap: &Snapshot, provider: usize) -> String {
+    format!("d/{}", snap.providers[provider].id)
+}
+
 fn split_addr(addr: &str) -> (String, u16) {
     match addr.rsplit_once(':') {
         Some((h, p)) => (
@@ -60,6 +67,9 @@ fn secs(ms: u64) -> String {
     format!("{}.{:03}s", ms / 1000, ms % 1000)
 }
 
+/// Envoy attribute telling a proxied response (`via_upstream`) from Envoy's own local reply.
+pub const CODE_DETAILS_ATTR: &str = "response.code_details";
+
 fn ext_proc_filter(mode: Value, message_timeout_ms: u64, upstream: bool) -> Value {
     let mut grpc = json!({ "envoy_grpc": { "cluster_name": EXTPROC_CLUSTER } });
     let mut cfg = json!({
@@ -75,6 +85,11 @@ fn ext_proc_filter(mode: Value, message_timeout_ms: u64, upstream: bool) -> Valu
         // Lets the processor hold the response headers until the body shows whether the
         // attempt really succeeded, so a failure before the first token can still fall back.
         cfg["send_body_without_waiting_for_header_response"] = json!(true);
+    } else {
+        // A direct (single-attempt) request asks for the response body per request, in its
+        // response-headers reply; other requests never send it.
+        cfg["allow_mode_override"] = json!(true);
+        cfg["response_attributes"] = json!([CODE_DETAILS_ATTR]);
     }
     cfg["grpc_service"] = grpc;
     json!({ "name": "envoy.filters.http.ext_proc", "typed_config": cfg })
@@ -105,7 +120,9 @@ fn tls_socket(host: &str) -> Value {
     })
 }
 
-fn chain_cluster_config(snap: &Snapshot, seq: &[usize]) -> Value {
+/// A chain cluster (`attempt_filter`: every attempt runs the upstream ext_proc) or a direct
+/// one (one provider, nothing between the router and the codec).
+fn cluster_config(snap: &Snapshot, seq: &[usize], attempt_filter: bool) -> Value {
     let upstream_filters = json!([
         ext_proc_filter(
             json!({
@@ -142,7 +159,18 @@ fn chain_cluster_config(snap: &Snapshot, seq: &[usize]) -> Value {
             })
         })
         .collect();
-    let name = chain_cluster(snap, seq);
+    let name = if attempt_filter {
+        chain_cluster(snap, seq)
+    } else {
+        direct_cluster(snap, seq[0])
+    };
+    let mut protocol_options = json!({
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": { "http_protocol_options": {} },
+    });
+    if attempt_filter {
+        protocol_options["http_filters"] = upstream_filters;
+    }
     let mut c = json!({
         "name": name,
         "type": "STRICT_DNS",
@@ -153,11 +181,7 @@ fn chain_cluster_config(snap: &Snapshot, seq: &[usize]) -> Value {
         "per_connection_buffer_limit_bytes": (snap.limits.max_body_bytes * 2).max(1 << 20),
         "load_assignment": { "cluster_name": name, "endpoints": priorities },
         "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": { "http_protocol_options": {} },
-                "http_filters": upstream_filters
-            }
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": protocol_options
         }
     });
     if !tls_hosts.is_empty() {
@@ -247,7 +271,10 @@ pub fn bootstrap(snap: &Snapshot, opts: &BootstrapOptions<'_>) -> Value {
         }}
     }));
     for seq in snap.chains() {
-        clusters.push(chain_cluster_config(snap, &seq));
+        clusters.push(cluster_config(snap, &seq, true));
+    }
+    for p in 0..snap.providers.len() {
+        clusters.push(cluster_config(snap, &[p], false));
     }
 
     let downstream = ext_proc_filter(
@@ -261,6 +288,8 @@ pub fn bootstrap(snap: &Snapshot, opts: &BootstrapOptions<'_>) -> Value {
     );
     let route = json!({
         "match": { "prefix": "/" },
+        // Read for routing only; a direct request has no attempt filter to strip them.
+        "request_headers_to_remove": [CLUSTER_HEADER, "x-envoy-expected-rq-timeout-ms"],
         "route": {
             "cluster_header": CLUSTER_HEADER,
             // Streams may run long; each attempt is bounded by the per-try timeout instead.

@@ -117,29 +117,39 @@ async fn missing_key_is_an_immediate_401() {
     assert_eq!(body["error"]["code"], "missing_api_key");
 }
 
+/// A single-attempt, non-stream chat is direct: its own provider cluster, translated here.
+/// A stream keeps the chain cluster, whose attempt filter translates it.
 #[tokio::test]
-async fn routed_body_names_the_chain_cluster_and_clears_the_route_cache() {
+async fn routed_body_names_the_cluster_and_clears_the_route_cache() {
     let url = start().await;
     let auth = format!("Bearer {KEY}");
     let h = [POST[0], POST[1], ("authorization", auth.as_str())];
-    let out = exchange(
-        &url,
-        vec![headers(&h, false), body(br#"{"model":"m","messages":[]}"#)],
-        false,
-    )
-    .await;
-    assert_eq!(out.len(), 2);
-    let Some(Response::RequestBody(b)) = &out[1].response else {
-        panic!("{:?}", out[1])
-    };
-    let common = b.response.as_ref().unwrap();
-    assert!(common.clear_route_cache);
-    let set = &common.header_mutation.as_ref().unwrap().set_headers;
-    let cluster = set
-        .iter()
-        .find(|h| h.header.as_ref().unwrap().key == "x-switchyard-cluster")
-        .unwrap();
-    assert_eq!(cluster.header.as_ref().unwrap().raw_value, b"c/oa");
+    for (sent, cluster, translated) in [
+        (&br#"{"model":"m","messages":[]}"#[..], "d/oa", true),
+        (
+            br#"{"model":"m","stream":true,"messages":[]}"#,
+            "c/oa",
+            false,
+        ),
+    ] {
+        let out = exchange(&url, vec![headers(&h, false), body(sent)], false).await;
+        assert_eq!(out.len(), 2);
+        let Some(Response::RequestBody(b)) = &out[1].response else {
+            panic!("{:?}", out[1])
+        };
+        let common = b.response.as_ref().unwrap();
+        assert!(common.clear_route_cache);
+        let set = &common.header_mutation.as_ref().unwrap().set_headers;
+        let value = |name: &str| {
+            set.iter()
+                .map(|h| h.header.as_ref().unwrap())
+                .find(|h| h.key == name)
+                .map(|h| h.raw_value.clone())
+        };
+        assert_eq!(value("x-switchyard-cluster").unwrap(), cluster.as_bytes());
+        assert_eq!(value(":path").is_some(), translated);
+        assert_eq!(common.body_mutation.is_some(), translated);
+    }
 }
 
 #[tokio::test]

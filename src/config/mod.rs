@@ -407,7 +407,21 @@ pub struct Snapshot {
     pub secret_files: Vec<PathBuf>,
     /// OpenTelemetry export (`None` = off). Read at start; a change needs a restart.
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
+    /// Dynamic keys' routing validated against this snapshot, by YAML text.
+    routing_cache: RoutingCache,
 }
+
+/// The store hands back a dynamic key's routing YAML on every request; parsing and validating
+/// it each time cost more than the rest of the request. Kept per snapshot, so a config reload
+/// revalidates everything; a changed YAML is a new entry.
+#[derive(Debug, Default)]
+struct RoutingCache(std::sync::Mutex<HashMap<String, (String, RoutingResult)>>);
+
+/// What a routing YAML validated to against one snapshot.
+type RoutingResult = Result<KeyRouting, Vec<ConfigError>>;
+
+/// Bounds the cache; past it, the cache starts over.
+const ROUTING_CACHE_MAX: usize = 4096;
 
 impl Snapshot {
     pub fn provider_index(&self, id: &str) -> Option<usize> {
@@ -773,6 +787,7 @@ impl Snapshot {
             warnings,
             secret_files,
             telemetry,
+            routing_cache: RoutingCache::default(),
         })
     }
 
@@ -892,6 +907,31 @@ impl Snapshot {
     /// A dynamic key's routing configuration (YAML, the same `routing:` section a static key
     /// has), validated against this snapshot's catalog exactly as `lint` validates the file.
     pub fn key_routing_from_yaml(
+        &self,
+        key_name: &str,
+        yaml: &str,
+    ) -> Result<KeyRouting, Vec<ConfigError>> {
+        let cache = || {
+            self.routing_cache
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if let Some((name, routing)) = cache().get(yaml)
+            && name == key_name
+        {
+            return routing.clone();
+        }
+        let routing = self.parse_key_routing(key_name, yaml);
+        let mut cache = cache();
+        if cache.len() >= ROUTING_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(yaml.to_string(), (key_name.to_string(), routing.clone()));
+        routing
+    }
+
+    fn parse_key_routing(
         &self,
         key_name: &str,
         yaml: &str,

@@ -176,3 +176,26 @@ fn body_logging_is_off_by_default_and_its_cap_is_checked() {
     assert_eq!(e[0].path, "records.log_body_max_bytes");
     assert!(e[0].fix.contains("log_bodies: false"), "{e:?}");
 }
+
+#[test]
+fn dynamic_key_routing_is_validated_once_per_snapshot_and_yaml() {
+    let snap = Snapshot::from_yaml(
+        &format!("{P}models: [ {{ name: a, provider: oa }} ]\n"),
+        Path::new("t.yaml"),
+    )
+    .expect("valid");
+    let good = "active: true\nroutes: [ { model: a } ]\n";
+    let first = snap
+        .key_routing_from_yaml("k", good)
+        .expect("valid routing");
+    let again = snap.key_routing_from_yaml("k", good).expect("cached");
+    assert_eq!(again.group.members.len(), first.group.members.len());
+    assert_eq!(snap.routing_cache.0.lock().unwrap().len(), 1);
+    // Errors are cached too, and a changed YAML is validated afresh.
+    let bad = "active: true\nroutes: [ { model: ghost } ]\n";
+    let e = snap
+        .key_routing_from_yaml("k", bad)
+        .expect_err("unknown model");
+    assert_eq!(snap.key_routing_from_yaml("k", bad).expect_err("cached"), e);
+    assert_eq!(snap.routing_cache.0.lock().unwrap().len(), 2);
+}

@@ -5,14 +5,20 @@
 //! - request body (buffered): parse once, route, name the cluster chain, set retry budget and
 //!   per-try timeout for Envoy; the body itself is left as sent (attempts translate it);
 //! - response headers: add the `x-switchyard-*` headers the client sees.
+//!
+//! A *direct* request (one attempt, not streamed, chat) skips the per-attempt filter: this
+//! exchange runs its only attempt itself (`UpstreamExchange::direct`), translating the request
+//! in the body reply and the response, asked for BUFFERED, on the way back. That is one gRPC
+//! stream and four messages per request instead of two streams and six.
 
 use super::state::RequestState;
+use super::upstream::UpstreamExchange;
 use super::{
     Mutation, Replies, Shared, header, header_names, immediate, request_body_reply,
     request_headers_reply, response_headers_reply,
 };
 use crate::auth::{KeyHash, presented_key};
-use crate::envoy::{CLUSTER_HEADER, chain_cluster};
+use crate::envoy::{CLUSTER_HEADER, CODE_DETAILS_ATTR, chain_cluster, direct_cluster};
 use crate::errors::{Dialect, Rejection};
 use crate::routing::{RequestAttrs, plan};
 use crate::translate::{Inbound, inbound_anthropic};
@@ -37,6 +43,8 @@ pub struct DownstreamExchange {
     tags: Vec<(String, String)>,
     /// Request headers, kept only when the key has rules that may test them.
     headers: Vec<(String, String)>,
+    /// The only attempt of a direct request, run by this exchange.
+    direct: Option<UpstreamExchange>,
 }
 
 impl DownstreamExchange {
@@ -47,6 +55,7 @@ impl DownstreamExchange {
             body_len: 0,
             tags: Vec::new(),
             headers: Vec::new(),
+            direct: None,
         }
     }
 
@@ -395,8 +404,18 @@ impl DownstreamExchange {
                 }
             }
         }
+        // Streams keep the per-attempt filter: it holds their headers until the first token,
+        // so the per-try timeout covers it. Chat bodies are small enough to buffer whole.
+        let direct = plan.attempts.len() == 1
+            && !stream
+            && state.lock().inbound == Some(Inbound::ChatCompletions);
         let mut m = Mutation::default();
-        m.set(CLUSTER_HEADER, chain_cluster(&snap, &plan.providers()));
+        let cluster = if direct {
+            direct_cluster(&snap, plan.attempts[0].target.provider)
+        } else {
+            chain_cluster(&snap, &plan.providers())
+        };
+        m.set(CLUSTER_HEADER, cluster);
         m.set("x-envoy-max-retries", (plan.attempts.len() - 1).to_string());
         m.set(
             "x-envoy-upstream-rq-per-try-timeout-ms",
@@ -412,35 +431,61 @@ impl DownstreamExchange {
             inner.body = Some(Arc::new(body));
             inner.original_body = original;
         }
-        vec![request_body_reply(m, None, true)]
+        if !direct {
+            return vec![request_body_reply(m, None, true)];
+        }
+        let attempt = match UpstreamExchange::direct(self.shared.clone(), state.clone()) {
+            Ok(a) => self.direct.insert(a),
+            Err(r) => return self.reject(&state, r),
+        };
+        match attempt.request() {
+            Ok((edits, body)) => {
+                m.set.extend(edits.set);
+                m.remove.extend(edits.remove);
+                vec![request_body_reply(m, Some(body), true)]
+            }
+            Err(r) => attempt.fail(r),
+        }
     }
 
-    fn on_response_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
+    fn on_response_headers(&mut self, h: &pb::HttpHeaders, via_upstream: bool) -> Replies {
+        if !via_upstream {
+            // Envoy's own reply (timeout, connect failure): a direct attempt got no response,
+            // which dropping it records; the reply passes as for any request.
+            self.direct = None;
+        } else if let Some(attempt) = &mut self.direct {
+            return attempt.on_response_headers(h);
+        }
         let Some(state) = self.state.clone() else {
             return vec![response_headers_reply(Mutation::default())];
         };
         let status = header(h, ":status").and_then(|s| s.parse::<u16>().ok());
         let mut m = Mutation::default();
-        m.set(RESPONSE_REQUEST_ID, state.id.clone());
-        m.remove(REQUEST_ID);
-        {
-            let mut inner = state.lock();
-            inner.client_status = status;
-            if let Some(w) = inner.attempts.iter().rev().find(|a| a.committed) {
-                m.set("x-switchyard-provider", w.provider.clone());
-                m.set("x-switchyard-resolved-model", w.model.clone());
-            }
-            m.set(
-                "x-switchyard-fallbacks",
-                inner.attempts.len().saturating_sub(1).to_string(),
-            );
-        }
-        m.set(
-            "x-switchyard-overhead-ms",
-            format!("{:.3}", state.overhead_ms()),
-        );
+        client_headers(&state, status, &mut m);
         vec![response_headers_reply(m)]
     }
+}
+
+/// The headers every response of ours carries, and the status the client got (for the record).
+pub fn client_headers(state: &RequestState, status: impl Into<Option<u16>>, m: &mut Mutation) {
+    m.set(RESPONSE_REQUEST_ID, state.id.clone());
+    m.remove(REQUEST_ID);
+    {
+        let mut inner = state.lock();
+        inner.client_status = status.into();
+        if let Some(w) = inner.attempts.iter().rev().find(|a| a.committed) {
+            m.set("x-switchyard-provider", w.provider.clone());
+            m.set("x-switchyard-resolved-model", w.model.clone());
+        }
+        m.set(
+            "x-switchyard-fallbacks",
+            inner.attempts.len().saturating_sub(1).to_string(),
+        );
+    }
+    m.set(
+        "x-switchyard-overhead-ms",
+        format!("{:.3}", state.overhead_ms()),
+    );
 }
 
 /// Output tokens a limited key's reservation holds when the request sets no `max_tokens`.
@@ -465,6 +510,7 @@ impl crate::routing::Stats for LiveStats<'_> {
 impl DownstreamExchange {
     pub async fn on_message(&mut self, msg: pb::ProcessingRequest) -> Replies {
         let t = Instant::now();
+        let via_upstream = code_details(&msg.attributes) == Some("via_upstream");
         let Some(msg) = msg.request else {
             return vec![];
         };
@@ -477,15 +523,33 @@ impl DownstreamExchange {
                     .map_or_else(tracing::Span::none, |s| s.span.clone());
                 self.on_request_body(b).instrument(span).await
             }
-            Msg::ResponseHeaders(h) => self.on_response_headers(h),
-            // Not requested by the downstream processing mode; answer so Envoy never waits.
-            Msg::ResponseBody(_) => vec![super::response_body_reply(None)],
+            Msg::ResponseHeaders(h) => self.on_response_headers(h, via_upstream),
+            Msg::ResponseBody(b) => match &mut self.direct {
+                Some(attempt) => attempt.on_response_body(b),
+                // Only direct requests ask for it; answer so Envoy never waits.
+                None => vec![super::response_body_reply(None)],
+            },
             Msg::RequestTrailers(_) | Msg::ResponseTrailers(_) => vec![],
         };
         if let Some(s) = &self.state {
             s.add_overhead(t.elapsed());
         }
         out
+    }
+}
+
+/// Envoy's `response.code_details` for this response (`via_upstream` when proxied).
+fn code_details(
+    attrs: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Struct>,
+) -> Option<&str> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    match &attrs
+        .values()
+        .find_map(|s| s.fields.get(CODE_DETAILS_ATTR))?
+        .kind
+    {
+        Some(Kind::StringValue(s)) => Some(s),
+        _ => None,
     }
 }
 

@@ -23,6 +23,10 @@ use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::config::core::v3::{
     HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction,
 };
+pub use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
+    ProcessingMode, processing_mode::HeaderSendMode,
+};
 use envoy_types::pb::envoy::service::ext_proc::v3 as pb;
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{
     ExternalProcessor, ExternalProcessorServer,
@@ -289,6 +293,11 @@ pub fn response_headers_reply(m: Mutation) -> ProcessingResponse {
 
 /// Replace one streamed response chunk (`None` = pass it through unchanged).
 pub fn response_body_reply(body: Option<Vec<u8>>) -> ProcessingResponse {
+    response_body_reply_with(Mutation::default(), body)
+}
+
+/// A response body reply that also edits the response headers (BUFFERED bodies only).
+pub fn response_body_reply_with(m: Mutation, body: Option<Vec<u8>>) -> ProcessingResponse {
     let mutation = body.map(|b| {
         if b.is_empty() {
             pb::body_mutation::Mutation::ClearBody(true)
@@ -298,9 +307,26 @@ pub fn response_body_reply(body: Option<Vec<u8>>) -> ProcessingResponse {
     });
     reply(pb::processing_response::Response::ResponseBody(
         pb::BodyResponse {
-            response: Some(common(Mutation::default(), mutation, false)),
+            response: Some(common(m, mutation, false)),
         },
     ))
+}
+
+/// Ask Envoy for this request's response body in `mode` (a response-headers reply only; the
+/// downstream filter allows the override).
+pub fn with_response_body_mode(
+    mut r: ProcessingResponse,
+    mode: BodySendMode,
+) -> ProcessingResponse {
+    r.mode_override = Some(ProcessingMode {
+        request_header_mode: HeaderSendMode::Send as i32,
+        response_header_mode: HeaderSendMode::Send as i32,
+        request_body_mode: BodySendMode::Buffered as i32,
+        response_body_mode: mode as i32,
+        request_trailer_mode: HeaderSendMode::Skip as i32,
+        response_trailer_mode: HeaderSendMode::Skip as i32,
+    });
+    r
 }
 
 pub fn immediate(status: u16, body: Vec<u8>, m: Mutation) -> ProcessingResponse {

@@ -8,11 +8,12 @@
 //!   attempt as "awaiting headers", so a reset or timeout before the first token falls back;
 //! - response body: translate chunk by chunk (SSE) or whole (JSON), extract usage.
 
-use super::downstream::REQUEST_ID;
+use super::downstream::{REQUEST_ID, client_headers};
 use super::state::{AttemptState, RequestState};
 use super::{
-    Mutation, Replies, Shared, header, immediate, request_body_reply, request_headers_reply,
-    response_body_reply, response_headers_reply, unix_now,
+    BodySendMode, Mutation, Replies, Shared, header, immediate, request_body_reply,
+    request_headers_reply, response_body_reply, response_body_reply_with, response_headers_reply,
+    unix_now, with_response_body_mode,
 };
 use crate::envoy::{HOST_METADATA_ATTR, METADATA_NS};
 use crate::errors::{Dialect, Rejection};
@@ -63,6 +64,10 @@ pub struct UpstreamExchange {
     /// What this attempt sent the client, for the record (when bodies are logged). Kept here,
     /// not in the shared state, so a streamed chunk costs no lock; handed over on drop.
     capture: Option<BodyCapture>,
+    /// Run by the downstream exchange for a direct (single-attempt, non-stream) request: Envoy
+    /// waits for every reply, the response body comes BUFFERED, and the `x-switchyard-*`
+    /// headers go out with the held response headers.
+    direct: bool,
 }
 
 impl UpstreamExchange {
@@ -84,7 +89,16 @@ impl UpstreamExchange {
             backend: String::new(),
             policy: crate::health::Policy::default(),
             capture: None,
+            direct: false,
         }
+    }
+
+    /// The only attempt of a direct request, started by the downstream exchange once routed.
+    pub fn direct(shared: Arc<Shared>, state: Arc<RequestState>) -> Result<Self, Rejection> {
+        let mut a = UpstreamExchange::new(shared);
+        a.direct = true;
+        a.begin(state, 0)?;
+        Ok(a)
     }
 
     /// Feed the attempt's outcome to backend health (and the cooldown metric).
@@ -106,7 +120,7 @@ impl UpstreamExchange {
         if self.live { self.state.clone() } else { None }
     }
 
-    fn fail(&self, r: Rejection) -> Replies {
+    pub fn fail(&self, r: Rejection) -> Replies {
         let mut m = Mutation::default();
         m.set("content-type", "application/json");
         let body = r.body_in(self.dialect);
@@ -118,6 +132,10 @@ impl UpstreamExchange {
             }
             inner.capture_response(&body);
             inner.rejection = Some(r.clone());
+            drop(inner);
+            if self.direct {
+                client_headers(s, r.status, &mut m);
+            }
         }
         vec![immediate(r.status, body, m)]
     }
@@ -133,21 +151,27 @@ impl UpstreamExchange {
                 "request state not found for upstream attempt",
             ));
         };
-        self.state = Some(state.clone());
-        let mut inner = state.lock();
-        let (Some(plan), Some(snap)) = (&inner.plan, &inner.snapshot) else {
-            drop(inner);
-            return self.fail(Rejection::internal("upstream attempt before routing"));
-        };
         // The endpoint Envoy chose says which position of the chain this attempt serves; the
         // attempt count is the fallback (the same when every priority level is healthy).
         let by_count = header(h, "x-envoy-attempt-count")
             .and_then(|c| c.parse::<usize>().ok())
             .map(|c| c.saturating_sub(1));
         let position = endpoint_position.or(by_count).unwrap_or(0);
+        match self.begin(state, position) {
+            Ok(()) => vec![request_headers_reply(Mutation::default())],
+            Err(r) => self.fail(r),
+        }
+    }
+
+    /// Register this attempt, serving `position` of the request's plan, in the request state.
+    fn begin(&mut self, state: Arc<RequestState>, position: usize) -> Result<(), Rejection> {
+        self.state = Some(state.clone());
+        let mut inner = state.lock();
+        let (Some(plan), Some(snap)) = (&inner.plan, &inner.snapshot) else {
+            return Err(Rejection::internal("upstream attempt before routing"));
+        };
         if position >= plan.attempts.len() {
-            drop(inner);
-            return self.fail(Rejection::internal(format!(
+            return Err(Rejection::internal(format!(
                 "attempt position {position} is outside this request's plan"
             )));
         }
@@ -174,19 +198,40 @@ impl UpstreamExchange {
         inner.attempts.push(attempt);
         self.attempt = inner.attempts.len() - 1;
         self.live = true;
-        drop(inner);
-        vec![request_headers_reply(Mutation::default())]
+        Ok(())
     }
 
     fn on_request_body(&mut self) -> Replies {
-        let Some(state) = self.live_state() else {
+        if self.live_state().is_none() {
             return vec![request_body_reply(Mutation::default(), None, false)];
+        }
+        match self.request() {
+            Ok((mut m, body)) => {
+                // Routing instructions for Envoy's router, not for the provider.
+                for h in [
+                    crate::envoy::CLUSTER_HEADER,
+                    "x-envoy-max-retries",
+                    "x-envoy-upstream-rq-per-try-timeout-ms",
+                    "x-envoy-attempt-count",
+                    "x-envoy-expected-rq-timeout-ms",
+                ] {
+                    m.remove(h);
+                }
+                vec![request_body_reply(m, Some(body), false)]
+            }
+            Err(r) => self.fail(r),
+        }
+    }
+
+    /// The provider request of this (registered) attempt: header edits and the body.
+    pub fn request(&mut self) -> Result<(Mutation, Vec<u8>), Rejection> {
+        let Some(state) = self.live_state() else {
+            return Err(Rejection::internal("upstream attempt before routing"));
         };
         let inner = state.lock();
         let (Some(plan), Some(snap), Some(body)) = (&inner.plan, &inner.snapshot, &inner.body)
         else {
-            drop(inner);
-            return self.fail(Rejection::internal("upstream attempt before routing"));
+            return Err(Rejection::internal("upstream attempt before routing"));
         };
         let position = inner.attempts[self.attempt].position;
         let target = &plan.attempts[position].target;
@@ -204,13 +249,7 @@ impl UpstreamExchange {
             }
             _ => translate::request(self.inbound, self.wire, body, &opts),
         };
-        let mut up = match translated {
-            Ok(u) => u,
-            Err(e) => {
-                drop(inner);
-                return self.fail(Rejection::from(&e));
-            }
-        };
+        let mut up = translated.map_err(|e| Rejection::from(&e))?;
         super::providers::adapt(provider, &target.provider_model, &mut up);
         let mut m = Mutation::default();
         super::providers::address(provider, &target.provider_model, &up, &mut m);
@@ -220,20 +259,10 @@ impl UpstreamExchange {
         }
         // We must read the response to translate it and count tokens.
         m.remove("accept-encoding");
-        for h in [
-            crate::envoy::CLUSTER_HEADER,
-            "x-envoy-max-retries",
-            "x-envoy-upstream-rq-per-try-timeout-ms",
-            "x-envoy-attempt-count",
-            "x-envoy-expected-rq-timeout-ms",
-        ] {
-            m.remove(h);
-        }
-        drop(inner);
-        vec![request_body_reply(m, Some(up.body), false)]
+        Ok((m, up.body))
     }
 
-    fn on_response_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
+    pub fn on_response_headers(&mut self, h: &pb::HttpHeaders) -> Replies {
         let Some(state) = self.live_state() else {
             return vec![response_headers_reply(Mutation::default())];
         };
@@ -298,6 +327,14 @@ impl UpstreamExchange {
             return self.release(m, Vec::new(), true);
         }
         self.held_headers = Some(m);
+        if self.direct {
+            // Envoy waits for this reply; the whole body comes next, and the held headers go
+            // out with its reply (header edits on a BUFFERED body apply).
+            return vec![with_response_body_mode(
+                response_headers_reply(Mutation::default()),
+                BodySendMode::Buffered,
+            )];
+        }
         vec![]
     }
 
@@ -314,6 +351,7 @@ impl UpstreamExchange {
                 m.set(":status", s.to_string());
             }
             let a = &mut inner.attempts[self.attempt];
+            let to_client = status.or(a.status).unwrap_or(502);
             a.committed = true;
             if status.is_none() {
                 // Released on the first token (or the whole body): the backend's TTFT.
@@ -323,27 +361,36 @@ impl UpstreamExchange {
             if end_of_stream {
                 a.ended = Some(Instant::now());
             }
+            drop(inner);
+            if self.direct {
+                client_headers(&state, to_client, &mut m);
+            }
+        }
+        if self.direct && self.held_chunks > 0 {
+            // The one BUFFERED body: its reply carries the held headers.
+            self.held_chunks = 0;
+            return vec![self.client_chunk(m, output)];
         }
         let mut out = vec![response_headers_reply(m)];
         if self.held_chunks > 0 {
             for _ in 1..self.held_chunks {
                 out.push(response_body_reply(Some(Vec::new())));
             }
-            out.push(self.client_chunk(output));
+            out.push(self.client_chunk(Mutation::default(), output));
         }
         self.held_chunks = 0;
         out
     }
 
     /// A chunk of the response the client receives (translated), noted for the record.
-    fn client_chunk(&mut self, chunk: Vec<u8>) -> pb::ProcessingResponse {
+    fn client_chunk(&mut self, m: Mutation, chunk: Vec<u8>) -> pb::ProcessingResponse {
         if let Some(c) = &mut self.capture {
             c.push(&chunk);
         }
-        response_body_reply(Some(chunk))
+        response_body_reply_with(m, Some(chunk))
     }
 
-    fn on_response_body(&mut self, b: &pb::HttpBody) -> Replies {
+    pub fn on_response_body(&mut self, b: &pb::HttpBody) -> Replies {
         let Some(state) = self.live_state() else {
             return vec![response_body_reply(None)];
         };
@@ -372,7 +419,7 @@ impl UpstreamExchange {
                     self.held = out;
                     return vec![];
                 }
-                vec![self.client_chunk(out)]
+                vec![self.client_chunk(Mutation::default(), out)]
             }
             Mode::Whole | Mode::FinalError(_) => {
                 if self.held.len() + b.body.len() <= MAX_HELD {
@@ -389,7 +436,7 @@ impl UpstreamExchange {
                 let out = self.finish_whole(&state);
                 match self.held_headers.take() {
                     Some(m) => self.release(m, out, true),
-                    None => vec![self.client_chunk(out)],
+                    None => vec![self.client_chunk(Mutation::default(), out)],
                 }
             }
         }

@@ -214,7 +214,10 @@ class Gateway:
         while time.time() < deadline:
             if self.records_path.exists():
                 for line in self.records_path.read_text().splitlines():
-                    r = json.loads(line)
+                    try:
+                        r = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # the writer's append is still in flight: read again
                     if r["id"] == request_id:
                         return r
             time.sleep(0.05)

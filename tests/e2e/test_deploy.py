@@ -476,7 +476,7 @@ def check_switchyard_parts(hcm: dict, listener: dict, clusters: list[dict], llm_
     assert llm_route["typed_per_filter_config"] == ENABLE_EXT_PROC
     assert hcm["local_reply_config"]["mappers"] == scoped_to_llm_paths(gen["mappers"])
     assert listener["per_connection_buffer_limit_bytes"] >= gen["buffer_limit"]
-    ours = [c for c in clusters if c["name"] == "switchyard_extproc" or c["name"].startswith("c/")]
+    ours = [c for c in clusters if c["name"] == "switchyard_extproc" or c["name"].startswith(("c/", "d/"))]
     assert ours == gen["clusters"], "the Switchyard clusters differ from `switchyard bootstrap`: copy them again"
 
 
