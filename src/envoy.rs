@@ -14,6 +14,7 @@
 //! processor-only and hot-reload.
 
 use crate::config::Snapshot;
+use crate::extproc::downstream::{REQUEST_ID, RESPONSE_REQUEST_ID};
 use serde_json::{Value, json};
 
 pub const CLUSTER_HEADER: &str = "x-switchyard-cluster";
@@ -239,10 +240,17 @@ fn local_reply_config() -> Value {
     };
     let messages_path = json!({ "header_filter": { "header": { "name": ":path", "string_match": { "prefix": "/v1/messages" } } } });
     let mut mappers = Vec::new();
+    // The request id the processor put on the request: a reply the processor does not see again
+    // (a direct request's upstream reset after its headers) still carries it.
+    let request_id = json!([{
+        "header": { "key": RESPONSE_REQUEST_ID, "value": format!("%REQ({REQUEST_ID})%") },
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"
+    }]);
     for (flags, status, message, _, _, anthropic_type) in REPLIES {
         mappers.push(json!({
             "filter": { "and_filter": { "filters": [messages_path.clone(), filter(flags, status)] } },
             "status_code": status,
+            "headers_to_add": request_id,
             "body_format_override": { "json_format": { "type": "error", "error": { "type": anthropic_type, "message": message } } }
         }));
     }
@@ -250,6 +258,7 @@ fn local_reply_config() -> Value {
         mappers.push(json!({
             "filter": filter(flags, status),
             "status_code": status,
+            "headers_to_add": request_id,
             "body_format_override": { "json_format": { "error": { "message": message, "type": kind, "code": code, "param": null } } }
         }));
     }

@@ -614,6 +614,12 @@ impl Drop for UpstreamExchange {
         if committed {
             inner.failure.get_or_insert(reason);
             inner.finished.get_or_insert_with(Instant::now);
+        } else if self.direct && a.status.is_some() {
+            // A direct attempt's body is held by Envoy until complete; a reset before then makes
+            // the router answer the client itself (502, `UR`/`UC`, with our error shape), a reply
+            // this stream no longer sees. (A client leaving in that moment looks the same.)
+            inner.client_status.get_or_insert(502);
+            inner.finished.get_or_insert_with(Instant::now);
         }
     }
 }

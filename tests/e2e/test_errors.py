@@ -123,6 +123,19 @@ def test_single_backend_refused_is_502(gateway, providers):
         assert providers["oa2"].port == port
 
 
+@pytest.mark.parametrize("behaviour", ["reset", "reset_after_headers", "cut_mid_stream"])
+def test_single_backend_reset_is_502_with_the_request_id_and_a_true_record(gateway, providers, behaviour):
+    # One attempt, not streamed: the processor hands the whole exchange to one ext_proc stream
+    # (the direct path), and a reset after the provider's headers is answered by Envoy itself.
+    providers["oa"].script(behaviour)
+    r = gateway.chat("gpt-4o")
+    assert r.status_code == 502 and error_of(r)["code"] == "all_backends_failed"
+    rec = gateway.record(r.headers["x-switchyard-request-id"])
+    assert rec["status"] == 502 and rec["outcome"] == "error", rec
+    [attempt] = rec["attempts"]
+    assert attempt["provider"] == "oa" and attempt["error"]
+
+
 def test_single_backend_429_passes_through(gateway, providers):
     providers["oa"].script("status:429")
     r = gateway.chat("gpt-4o")
