@@ -154,14 +154,24 @@ class Gateway:
         if callable(config_text):  # a config that names the records path
             config_text = config_text(self.records_path)
         self.config_path.write_text(config_text or base_config(providers, self.records_path))
-        self.proxy_port = free_port()
-        self.admin = f"127.0.0.1:{free_port()}"
-        self.url = f"http://127.0.0.1:{self.proxy_port}"
-        self.log_path = self.dir / "switchyard.log"
         env = dict(os.environ, E2E_OA_KEY=OA_SECRET, E2E_AN_KEY=AN_SECRET, SWITCHYARD_DEMO_KEY="sk-demo-e2e",
                    ENVOY_BIN=str(ENVOY), RUST_BACKTRACE="0", **(env or {}))
         if not ENVOY.exists():
             raise RuntimeError(f"Envoy is required for the end-to-end tests and was not found at {ENVOY}; run `make deps`")
+        self.log_path = self.dir / "switchyard.log"
+        # A port free when picked can be taken before Envoy binds it (another gateway, an
+        # outgoing connection's ephemeral port): then start again on fresh ports.
+        for _ in range(3):
+            if self._start(env):
+                return
+            if "Address already in use" not in self.log_path.read_text():
+                break
+        raise RuntimeError("switchyard up did not start:\n" + "".join(self.banner) + self.log_path.read_text())
+
+    def _start(self, env) -> bool:
+        self.proxy_port = free_port()
+        self.admin = f"127.0.0.1:{free_port()}"
+        self.url = f"http://127.0.0.1:{self.proxy_port}"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [str(BIN), "up", "--config", str(self.config_path),
@@ -179,9 +189,9 @@ class Gateway:
                 break
             self.banner.append(line)
             if line.startswith("Try:"):
-                return
+                return True
         self.stop()
-        raise RuntimeError("switchyard up did not start:\n" + "".join(self.banner) + self.log_path.read_text())
+        return False
 
     def stop(self):
         if self.proc.poll() is None:
