@@ -68,6 +68,8 @@ pub struct UpstreamExchange {
     /// waits for every reply, the response body comes BUFFERED, and the `x-switchyard-*`
     /// headers go out with the held response headers.
     direct: bool,
+    /// The client asked for base64 embeddings from a provider that answers floats.
+    base64_embeddings: bool,
 }
 
 impl UpstreamExchange {
@@ -90,6 +92,7 @@ impl UpstreamExchange {
             policy: crate::health::Policy::default(),
             capture: None,
             direct: false,
+            base64_embeddings: false,
         }
     }
 
@@ -242,6 +245,9 @@ impl UpstreamExchange {
                 .max_output_tokens
                 .unwrap_or(provider.default_max_tokens),
         };
+        self.base64_embeddings = self.inbound == Inbound::Embeddings
+            && self.wire != Wire::OpenAi
+            && translate::embeddings::wants_base64(body);
         let translated = match (&inner.original_body, self.wire) {
             // Anthropic client, Anthropic provider: the body as sent, model swapped.
             (Some(original), Wire::Anthropic) => {
@@ -476,6 +482,10 @@ impl UpstreamExchange {
     /// A whole 2xx provider body in the client's dialect, with its usage.
     fn translate_whole(&self, body: &[u8]) -> Result<(Vec<u8>, translate::Usage), TranslateError> {
         match (self.dialect, self.wire) {
+            (Dialect::OpenAi, _) if self.base64_embeddings => {
+                let (list, usage) = translate::response(self.inbound, self.wire, body, unix_now())?;
+                Ok((translate::embeddings::to_base64(&list)?, usage))
+            }
             (Dialect::OpenAi, _) => translate::response(self.inbound, self.wire, body, unix_now()),
             (Dialect::Anthropic, Wire::Anthropic) => inbound_anthropic::passthrough_response(body),
             (Dialect::Anthropic, _) => {

@@ -9,6 +9,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod cohere;
+pub mod embeddings;
 pub mod gemini;
 #[cfg(test)]
 mod golden;

@@ -355,3 +355,22 @@ def test_embeddings_reach_every_embedding_provider(matrix, name, provider, provi
     assert got["path"] == path
     texts = json.dumps(got["body"])
     assert "first text" in texts and "second text" in texts
+
+
+@pytest.mark.parametrize("name", [e[0] for e in EMBEDDINGS])
+def test_base64_embeddings_are_base64_whatever_the_provider_answers(matrix, name):
+    # The SDKs' default (openai-node decodes the answer as base64 unconditionally): every
+    # provider's floats come back as little-endian f32 in base64, equal to the float answer.
+    import base64
+    import struct
+    gw, fake = matrix
+    floats = sdk(gw).embeddings.create(model=name, input=["first text"], encoding_format="float")
+    r = gw.post("/v1/embeddings", {"model": name, "input": ["first text"], "encoding_format": "base64"})
+    assert r.status_code == 200, r.text
+    b64 = r.json()["data"][0]["embedding"]
+    assert isinstance(b64, str)
+    raw = base64.b64decode(b64)
+    decoded = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    assert decoded == pytest.approx(floats.data[0].embedding, rel=1e-6)
+    # And the SDK's own default (base64, decoded by the SDK) gives the same vector.
+    assert sdk(gw).embeddings.create(model=name, input=["first text"]).data[0].embedding == pytest.approx(decoded)

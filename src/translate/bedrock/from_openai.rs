@@ -731,33 +731,13 @@ pub(crate) fn response(
     body: &[u8],
     created: u64,
 ) -> Result<(Vec<u8>, Usage), TranslateError> {
-    response_with_encoding(inbound, body, created, false)
-}
-
-/// `response`, with embeddings re-encoded as base64 when the client asked
-/// for `encoding_format: "base64"` ([`wants_base64_embeddings`]). Bedrock
-/// only returns floats, and the OpenAI SDKs send "base64" by default
-/// (openai-node then decodes whatever comes back as base64), so the caller
-/// should thread that flag from the request to the response.
-pub(crate) fn response_with_encoding(
-    inbound: Inbound,
-    body: &[u8],
-    created: u64,
-    base64_embeddings: bool,
-) -> Result<(Vec<u8>, Usage), TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| TranslateError::BadUpstream(format!("bedrock sent invalid JSON: {e}")))?;
     if inbound == Inbound::Embeddings {
-        embeddings_response(&v, base64_embeddings)
+        embeddings_response(&v)
     } else {
         chat_response(&v, body, created)
     }
-}
-
-/// Whether an OpenAI embeddings request asked for base64 vectors.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn wants_base64_embeddings(body: &Value) -> bool {
-    body.get("encoding_format").and_then(Value::as_str) == Some("base64")
 }
 
 fn chat_response(v: &Value, body: &[u8], created: u64) -> Result<(Vec<u8>, Usage), TranslateError> {
@@ -821,9 +801,8 @@ fn chat_response(v: &Value, body: &[u8], created: u64) -> Result<(Vec<u8>, Usage
 /// Titan `{embedding, inputTextTokenCount}` or Cohere `{embeddings:[[..]]}`
 /// (`{embeddings:{float:[[..]]}}` when typed) -> OpenAI embeddings list.
 /// Cohere on Bedrock reports no token count in the body, so usage is 0.
-/// With `base64`, each vector becomes the base64 of its little-endian f32
-/// values, as OpenAI answers `encoding_format: "base64"`.
-fn embeddings_response(v: &Value, base64: bool) -> Result<(Vec<u8>, Usage), TranslateError> {
+/// (`encoding_format: "base64"` is applied by the caller: `translate::embeddings`.)
+fn embeddings_response(v: &Value) -> Result<(Vec<u8>, Usage), TranslateError> {
     let bad =
         |what: &str| TranslateError::BadUpstream(format!("bedrock embeddings response {what}"));
     let (vectors, tokens): (Vec<&Value>, u64) = if let Some(e) = v.get("embedding") {
@@ -849,11 +828,13 @@ fn embeddings_response(v: &Value, base64: bool) -> Result<(Vec<u8>, Usage), Tran
     };
     let mut data = Vec::with_capacity(vectors.len());
     for (index, vector) in vectors.into_iter().enumerate() {
-        let embedding = if base64 {
-            Value::String(f32_base64(vector).ok_or_else(|| bad("has a non-numeric value"))?)
-        } else {
-            vector.clone()
-        };
+        if !vector
+            .as_array()
+            .is_some_and(|x| x.iter().all(Value::is_number))
+        {
+            return Err(bad("has a non-numeric value"));
+        }
+        let embedding = vector.clone();
         data.push(EmbeddingItem {
             object: "embedding",
             index,
@@ -878,33 +859,6 @@ fn embeddings_response(v: &Value, base64: bool) -> Result<(Vec<u8>, Usage), Tran
             output_tokens: 0,
         },
     ))
-}
-
-/// Base64 of a JSON number array as little-endian f32; `None` if any
-/// element is not a number.
-fn f32_base64(vector: &Value) -> Option<String> {
-    let mut bytes = Vec::new();
-    for x in vector.as_array()? {
-        // f32 is the wire type OpenAI uses for base64 embeddings.
-        bytes.extend_from_slice(&(x.as_f64()? as f32).to_le_bytes());
-    }
-    Some(base64_encode(&bytes))
-}
-
-/// Standard base64 (RFC 4648, padded).
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (b(0) << 16) | (b(1) << 8) | b(2);
-        let sym = |shift: u32| char::from(ALPHABET[((n >> shift) & 63) as usize]);
-        out.push(sym(18));
-        out.push(sym(12));
-        out.push(if chunk.len() > 1 { sym(6) } else { '=' });
-        out.push(if chunk.len() > 2 { sym(0) } else { '=' });
-    }
-    out
 }
 
 fn str_at<'v>(v: &'v Value, key: &str) -> &'v str {
@@ -1223,7 +1177,7 @@ impl StreamTranslator for BedrockStream {
 
 #[cfg(test)]
 mod tests {
-    use super::{base64_encode, completion_id, response_with_encoding, wants_base64_embeddings};
+    use super::completion_id;
     use crate::translate::bedrock::eventstream::{encode_event, encode_exception};
     use crate::translate::test_support::*;
     use crate::translate::*;
@@ -1769,25 +1723,15 @@ mod tests {
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["data"][0]["embedding"], json!([1.5]));
 
-        // encoding_format "base64": little-endian f32, as OpenAI sends it.
-        let (out, _) = response_with_encoding(Inbound::Embeddings, titan, 1, true).unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["data"][0]["embedding"], "j8L1PQAAAL+wD6E0");
         assert!(matches!(
-            response_with_encoding(Inbound::Embeddings, br#"{"embeddings":[["x"]]}"#, 1, true),
+            response(
+                Inbound::Embeddings,
+                Wire::Bedrock,
+                br#"{"embeddings":[["x"]]}"#,
+                1
+            ),
             Err(TranslateError::BadUpstream(_))
         ));
-        assert!(wants_base64_embeddings(
-            &json!({"input":"a","encoding_format":"base64"})
-        ));
-        assert!(!wants_base64_embeddings(
-            &json!({"input":"a","encoding_format":"float"})
-        ));
-        assert!(!wants_base64_embeddings(&json!({"input":"a"})));
-        assert_eq!(
-            [b"".as_slice(), b"f", b"fo", b"foo", b"foob"].map(base64_encode),
-            ["", "Zg==", "Zm8=", "Zm9v", "Zm9vYg=="]
-        );
 
         for bad in [
             &b"{}"[..],

@@ -126,9 +126,7 @@ fn embeddings_request(
         })?),
     };
     match obj.get("encoding_format").and_then(Value::as_str) {
-        // base64 is accepted but answered with floats: the response side does
-        // not see the request, and the OpenAI SDKs that default to base64
-        // accept float lists.
+        // base64: the exchange re-encodes the floats Gemini answers (translate::embeddings).
         None | Some("float" | "base64") => {}
         Some(other) => {
             return Err(TranslateError::invalid(
