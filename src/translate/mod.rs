@@ -287,6 +287,73 @@ pub(crate) fn u64_at(v: &serde_json::Value, key: &str) -> u64 {
     v.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0)
 }
 
+/// One function tool of an OpenAI `tools` array.
+pub(crate) struct FunctionTool<'a> {
+    /// Its position in `tools`, for error params.
+    pub index: usize,
+    /// The `function` object.
+    pub function: &'a serde_json::Value,
+    pub name: &'a str,
+}
+
+/// An OpenAI `tools` array checked the same way for every provider translator: an array of
+/// `{type: "function", function: {name, ...}}`; `None` when absent, null or empty. Other tool
+/// types are refused as not supported by `provider`.
+pub(crate) fn function_tools<'a>(
+    tools: Option<&'a serde_json::Value>,
+    provider: &str,
+) -> Result<Option<Vec<FunctionTool<'a>>>, TranslateError> {
+    use serde_json::Value;
+    let items = match tools {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) if items.is_empty() => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(TranslateError::invalid(
+                "tools must be an array",
+                Some("tools".into()),
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (index, tool) in items.iter().enumerate() {
+        let kind = tool
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("function");
+        if kind != "function" {
+            return Err(TranslateError::unsupported(
+                format!("tool type '{kind}' is not supported by {provider}"),
+                Some(format!("tools[{index}].type")),
+            ));
+        }
+        let function = tool
+            .get("function")
+            .filter(|f| f.is_object())
+            .ok_or_else(|| {
+                TranslateError::invalid(
+                    "tool is missing its function object",
+                    Some(format!("tools[{index}].function")),
+                )
+            })?;
+        let name = function
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                TranslateError::invalid(
+                    "tool function is missing its name",
+                    Some(format!("tools[{index}].function.name")),
+                )
+            })?;
+        out.push(FunctionTool {
+            index,
+            function,
+            name,
+        });
+    }
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;

@@ -377,44 +377,16 @@ fn response_format(
 }
 
 fn convert_tools(tools: Option<&Value>) -> Result<Option<Vec<Value>>, TranslateError> {
-    let items = match tools {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(items)) if items.is_empty() => return Ok(None),
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            return Err(TranslateError::invalid(
-                "tools must be an array",
-                Some("tools".into()),
-            ));
-        }
+    let Some(tools) = crate::translate::function_tools(tools, "gemini")? else {
+        return Ok(None);
     };
-    let mut out = Vec::with_capacity(items.len());
-    for (i, tool) in items.iter().enumerate() {
-        let kind = tool
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("function");
-        if kind != "function" {
-            return Err(TranslateError::unsupported(
-                format!("tool type '{kind}' is not supported by gemini"),
-                Some(format!("tools[{i}].type")),
-            ));
-        }
-        let f = tool
-            .get("function")
-            .filter(|f| f.is_object())
-            .ok_or_else(|| {
-                TranslateError::invalid(
-                    "tool is missing its function object",
-                    Some(format!("tools[{i}].function")),
-                )
-            })?;
-        let name = f.get("name").and_then(Value::as_str).ok_or_else(|| {
-            TranslateError::invalid(
-                "tool function is missing its name",
-                Some(format!("tools[{i}].function.name")),
-            )
-        })?;
+    let mut out = Vec::with_capacity(tools.len());
+    for crate::translate::FunctionTool {
+        index: i,
+        function: f,
+        name,
+    } in tools
+    {
         let mut d = Map::new();
         d.insert("name".into(), Value::String(name.to_owned()));
         if let Some(desc) = f.get("description").and_then(Value::as_str) {
